@@ -1,0 +1,160 @@
+/**
+ * The NBD server: listeners (TCP and/or a Unix socket), the connection limit, the handshake,
+ * then one Transmission per connection; and an orderly shutdown.
+ */
+import { rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from '../util/log.js';
+import { MirrorboxError, messageOf } from '../util/errors.js';
+import { BufferPool } from './buffer-pool.js';
+import { ExportTable, type NbdExport } from './exports.js';
+import { Handshake, HandshakeError, type TlsSettings } from './handshake.js';
+import { defaultLimits, type NbdLimits } from './limits.js';
+import { ConnectionClosedError } from './stream-reader.js';
+import { Transmission, type TransmissionStats } from './transmission.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface NbdServerOptions {
+  exports: readonly NbdExport[];
+  listen?: ListenAddress;
+  socketPath?: string;
+  tls?: TlsSettings | null;
+  limits?: Partial<NbdLimits>;
+  log: Logger;
+}
+
+/** TCP keep-alive probe start, so a vanished client is noticed. */
+const keepAliveDelayMs = 30_000;
+/**
+ * Connections over connectionsMax are told why (ERR_POLICY on every option) up to this many
+ * more; past that they are closed at once.
+ */
+const refusedConnectionsMax = 16;
+
+export class NbdServer {
+  readonly exports: ExportTable;
+  readonly limits: NbdLimits;
+  readonly stats: TransmissionStats = { requests: 0, readBytes: 0, writtenBytes: 0, errors: 0 };
+  private readonly pool: BufferPool;
+  private readonly listeners: Server[] = [];
+  private readonly connections = new Set<Socket>();
+  private readonly transmissions = new Set<Transmission>();
+  private shuttingDown = false;
+  private readonly log: Logger;
+  /** Where it listens, once started: "nbd://host:port" and/or "nbd+unix:///?socket=path". */
+  readonly uris: string[] = [];
+
+  constructor(private readonly options: NbdServerOptions) {
+    this.exports = new ExportTable(options.exports);
+    this.limits = { ...defaultLimits, ...options.limits };
+    this.pool = new BufferPool(this.limits.poolRetainedBytesMax);
+    this.pool.prewarm([4096, 65536], 32);
+    this.log = options.log;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  async start(): Promise<void> {
+    const { listen, socketPath } = this.options;
+    if (!listen && !socketPath) throw new MirrorboxError('BAD_CONFIG', 'nothing to listen on: give a TCP address or a socket path');
+    if (listen) {
+      const server = await this.listenOn((s) => s.listen(listen.port, listen.host));
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : listen.port;
+      const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+      this.uris.push(`nbd://${host}:${port}`);
+    }
+    if (socketPath) {
+      rmSync(socketPath, { force: true });
+      await this.listenOn((s) => s.listen(socketPath));
+      this.uris.push(`nbd+unix:///?socket=${socketPath}`);
+    }
+  }
+
+  private listenOn(begin: (server: Server) => void): Promise<Server> {
+    const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    return new Promise((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const reason = err.code === 'EADDRINUSE' ? 'address already in use' : err.message;
+        reject(new MirrorboxError(err.code ?? 'LISTEN_FAILED', `cannot listen: ${reason}`, { cause: err }));
+      });
+      server.once('listening', () => {
+        server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
+        this.listeners.push(server);
+        resolve(server);
+      });
+      begin(server);
+    });
+  }
+
+  private accept(socket: Socket): void {
+    if (this.shuttingDown || this.connections.size >= this.limits.connectionsMax + refusedConnectionsMax) {
+      socket.destroy();
+      return;
+    }
+    const overLimit = this.connections.size >= this.limits.connectionsMax;
+    this.connections.add(socket);
+    socket.once('close', () => this.connections.delete(socket));
+    socket.on('error', () => {});
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, keepAliveDelayMs);
+    const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
+    const log = this.log.child({ peer });
+    const timer = setTimeout(() => {
+      log.info('handshake timed out: closing');
+      socket.destroy();
+    }, this.limits.handshakeTimeoutMs);
+    const handshake = new Handshake(socket, {
+      exports: this.exports,
+      limits: this.limits,
+      tls: this.options.tls ?? null,
+      isShuttingDown: () => this.shuttingDown,
+      ...(overLimit ? { refusal: `too many connections (limit ${this.limits.connectionsMax})` } : {}),
+    });
+    handshake.run().then(
+      (negotiated) => {
+        clearTimeout(timer);
+        if (negotiated.stream !== socket) negotiated.stream.on('error', () => {});
+        log.debug({ export: negotiated.export.name, structured: negotiated.structuredReplies, extended: negotiated.extendedHeaders, tls: negotiated.tls }, 'transmission');
+        const transmission = new Transmission(negotiated, this.pool, this.limits, this.stats, log);
+        this.transmissions.add(transmission);
+        void transmission.whenClosed().then(() => this.transmissions.delete(transmission));
+        if (this.shuttingDown) transmission.shutdown();
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (err instanceof HandshakeError || err instanceof ConnectionClosedError) {
+          log.debug({ reason: messageOf(err) }, 'handshake ended');
+          socket.end();
+          socket.destroySoon();
+        } else {
+          log.warn({ err: messageOf(err) }, 'handshake failed');
+          socket.destroy();
+        }
+      },
+    );
+  }
+
+  /**
+   * Stops listening, lets every connection finish its requests in flight, then closes the
+   * exports' devices (which flushes them). Connections still open after `graceMs` are cut.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    await Promise.all(this.listeners.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    for (const transmission of this.transmissions) transmission.shutdown();
+    const drained = Promise.all([...this.transmissions].map((t) => t.whenClosed()));
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+    await Promise.race([drained, timeout]);
+    for (const socket of this.connections) socket.destroy();
+    for (const entry of this.exports.all()) await entry.device.close();
+    if (this.options.socketPath) rmSync(this.options.socketPath, { force: true });
+  }
+}

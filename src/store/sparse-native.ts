@@ -1,0 +1,29 @@
+/**
+ * Loader for native/sparse.c (hole punching, zero ranges, SEEK_DATA/SEEK_HOLE), built by
+ * node-gyp during `npm install`. When the addon is missing (no compiler) the file store falls
+ * back to writing zeros and reporting all data; `sparseNative` is then null.
+ */
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface SparseNative {
+  punchHole(fd: number, offsetBytes: number, lengthBytes: number): void;
+  zeroRange(fd: number, offsetBytes: number, lengthBytes: number): void;
+  /** Next offset >= offsetBytes that holds data, or -1 when there is none. */
+  seekData(fd: number, offsetBytes: number): number;
+  /** Next offset >= offsetBytes that starts a hole (the file size counts as one). */
+  seekHole(fd: number, offsetBytes: number): number;
+}
+
+function load(): SparseNative | null {
+  const root = join(fileURLToPath(import.meta.url), '..', '..', '..', '..');
+  const require = createRequire(import.meta.url);
+  try {
+    return require(join(root, 'build', 'Release', 'sparse.node')) as SparseNative;
+  } catch {
+    return null;
+  }
+}
+
+export const sparseNative: SparseNative | null = load();
