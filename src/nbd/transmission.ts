@@ -4,8 +4,10 @@
  *
  * How a request flows (dev notes):
  *   socket 'data' chunk -> consume(): headers decoded in place from the chunk (a header split
- *   across chunks is gathered in a 32-byte scratch buffer); a WRITE's payload is copied once,
- *   straight from the chunk into a pooled buffer -> dispatch(): validate, call the device ->
+ *   across chunks is gathered in a 32-byte scratch buffer); a WRITE's payload is never copied:
+ *   it is handed to the device as the list of receive-chunk slices it arrived in (Node gives
+ *   every socket read a buffer of its own, so the slices stay valid) -> dispatch(): validate,
+ *   call the device ->
  *   a synchronous completion is answered at once into the ReplyWriter; an asynchronous one
  *   (a Promise) is answered when it settles, so replies go out of order when that is faster ->
  *   at the end of the chunk every queued reply leaves in one corked write.
@@ -85,10 +87,10 @@ export class Transmission {
   private readonly partialHeader = Buffer.alloc(extendedRequestHeaderBytes);
   private partialHeaderBytes = 0;
 
-  /** The request whose payload is being received, with its buffer. */
+  /** The request whose payload is being received, with the slices received so far. */
   private payloadRequest: RequestHeader | null = null;
   private payloadKind: PayloadKind = 'write';
-  private payloadBuffer: Buffer | null = null;
+  private payloadPieces: Buffer[] = [];
   private payloadFilled = 0;
   private payloadBytes = 0;
   /** Payload bytes still to skip for a request already refused. */
@@ -144,10 +146,7 @@ export class Transmission {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.payloadBuffer) {
-      this.pool.give(this.payloadBuffer);
-      this.payloadBuffer = null;
-    }
+    this.payloadPieces = [];
     for (const wake of this.closedWaiters.splice(0)) wake();
   }
 
@@ -198,7 +197,7 @@ export class Transmission {
       }
       if (this.payloadRequest) {
         const step = Math.min(this.payloadBytes - this.payloadFilled, end - position);
-        chunk.copy(this.payloadBuffer!, this.payloadFilled, position, position + step);
+        this.payloadPieces.push(step === end && position === 0 ? chunk : chunk.subarray(position, position + step));
         this.payloadFilled += step;
         position += step;
         if (this.payloadFilled === this.payloadBytes) this.payloadComplete();
@@ -261,13 +260,7 @@ export class Transmission {
         const refusal = this.checkWrite(h);
         if (refusal) return this.refusePayload(h, refusal.message, refusal.errno);
         if (h.lengthBytes === 0) return this.replyOk(h);
-        this.payloadRequest = { ...h };
-        this.payloadKind = 'write';
-        this.payloadBytes = h.lengthBytes;
-        this.payloadFilled = 0;
-        this.payloadBuffer = this.pool.take(h.lengthBytes);
-        this.inflightBytes += this.payloadBuffer.length;
-        return;
+        return this.expectPayload(h, 'write');
       }
       case Cmd.disc:
         if (payloadLen) return this.refusePayload(h, 'DISC carries no payload');
@@ -316,13 +309,7 @@ export class Transmission {
           if (!this.blockStatusPayloadOn || h.lengthBytes < 8 || h.lengthBytes > blockStatusPayloadBytesMax || h.lengthBytes % 4 !== 0) {
             return this.refusePayload(h, 'bad BLOCK_STATUS payload');
           }
-          this.payloadRequest = { ...h };
-          this.payloadKind = 'blockStatus';
-          this.payloadBytes = h.lengthBytes;
-          this.payloadFilled = 0;
-          this.payloadBuffer = this.pool.take(h.lengthBytes);
-          this.inflightBytes += this.payloadBuffer.length;
-          return;
+          return this.expectPayload(h, 'blockStatus');
         }
         return this.startBlockStatus(h, h.lengthBytes, true);
       }
@@ -350,52 +337,58 @@ export class Transmission {
     return h.offsetBytes + h.lengthBytes <= this.device.sizeBytes && h.offsetBytes <= this.device.sizeBytes;
   }
 
+  private expectPayload(h: RequestHeader, kind: PayloadKind): void {
+    this.payloadRequest = { ...h };
+    this.payloadKind = kind;
+    this.payloadBytes = h.lengthBytes;
+    this.payloadFilled = 0;
+    this.payloadPieces = [];
+    this.inflightBytes += h.lengthBytes;
+  }
+
   private payloadComplete(): void {
     const h = this.payloadRequest!;
-    const buffer = this.payloadBuffer!;
+    const pieces = this.payloadPieces;
+    const payloadBytes = this.payloadBytes;
     this.payloadRequest = null;
-    this.payloadBuffer = null;
+    this.payloadPieces = [];
     if (this.payloadKind === 'blockStatus') {
-      const effectBytes = readU64(buffer, 0);
-      const ids = (this.payloadBytes - 8) / 4;
+      this.inflightBytes -= payloadBytes;
+      const payload = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+      const effectBytes = readU64(payload, 0);
+      const ids = (payloadBytes - 8) / 4;
       let wantsOurs = false;
-      for (let i = 0; i < ids; i += 1) if (buffer.readUInt32BE(8 + 4 * i) === baseAllocationContextId) wantsOurs = true;
-      this.releaseInflight(buffer);
+      for (let i = 0; i < ids; i += 1) if (payload.readUInt32BE(8 + 4 * i) === baseAllocationContextId) wantsOurs = true;
       return this.startBlockStatus({ ...h, lengthBytes: effectBytes }, effectBytes, wantsOurs);
     }
     const fua = (h.flags & CmdFlag.fua) !== 0;
-    this.stats.writtenBytes += this.payloadBytes;
+    this.stats.writtenBytes += payloadBytes;
     let result;
     try {
-      result = this.device.write(buffer.subarray(0, this.payloadBytes), h.offsetBytes, fua);
+      result = this.device.write(pieces, h.offsetBytes, fua);
     } catch (err) {
-      this.releaseInflight(buffer);
+      this.inflightBytes -= payloadBytes;
       return this.replyStoreError(h, err);
     }
     if (result instanceof Promise) {
       this.inflightRequests += 1;
       result.then(
-        () => this.finishAsync(h, buffer, null),
-        (err: unknown) => this.finishAsync(h, buffer, err),
+        () => this.finishAsync(h, payloadBytes, null),
+        (err: unknown) => this.finishAsync(h, payloadBytes, err),
       );
       return;
     }
-    this.releaseInflight(buffer);
+    this.inflightBytes -= payloadBytes;
     this.replyOk(h);
   }
 
-  private finishAsync(h: RequestHeader, buffer: Buffer | null, err: unknown): void {
+  private finishAsync(h: RequestHeader, heldBytes: number, err: unknown): void {
     this.inflightRequests -= 1;
-    if (buffer) this.releaseInflight(buffer);
+    this.inflightBytes -= heldBytes;
     if (err) this.replyStoreError(h, err);
     else this.replyOk(h);
     this.writer.scheduleFlush();
     this.afterCompletion();
-  }
-
-  private releaseInflight(buffer: Buffer): void {
-    this.inflightBytes -= buffer.length;
-    this.pool.give(buffer);
   }
 
   private afterCompletion(): void {
@@ -415,8 +408,8 @@ export class Transmission {
       const request = { ...h };
       this.inflightRequests += 1;
       result.then(
-        () => this.finishAsync(request, null, null),
-        (err: unknown) => this.finishAsync(request, null, err),
+        () => this.finishAsync(request, 0, null),
+        (err: unknown) => this.finishAsync(request, 0, err),
       );
       return;
     }
@@ -504,7 +497,7 @@ export class Transmission {
           this.writer.scheduleFlush();
           this.afterCompletion();
         },
-        (err: unknown) => this.finishAsync(request, null, err),
+        (err: unknown) => this.finishAsync(request, 0, err),
       );
       return;
     }

@@ -26,6 +26,21 @@ export interface Extent {
   flags: number;
 }
 
+/**
+ * The bytes of one write, as pieces in order (often one piece). The NBD layer passes the
+ * pieces of the receive buffers they arrived in, so a payload is never copied on its way to
+ * the store; a store writes them with one vectored call. A store must not keep the pieces
+ * after the write completes.
+ */
+export type WriteData = readonly Uint8Array[];
+
+/** Total bytes of a WriteData. */
+export function byteLengthOf(data: WriteData): number {
+  let total = 0;
+  for (const piece of data) total += piece.length;
+  return total;
+}
+
 export interface ZeroOptions {
   /** The caller allows the range to become a hole (NBD: NO_HOLE not set). */
   mayTrim: boolean;
@@ -52,8 +67,8 @@ export interface BlockDevice {
 
   /** Fills `buffer` (its whole length) with the bytes at `offsetBytes`. */
   read(buffer: Uint8Array, offsetBytes: number): MaybePromise<void>;
-  /** Writes all of `buffer` at `offsetBytes`; durable before completion when `fua`. */
-  write(buffer: Uint8Array, offsetBytes: number, fua: boolean): MaybePromise<void>;
+  /** Writes the pieces of `data`, back to back, at `offsetBytes`; durable before completion when `fua`. */
+  write(data: WriteData, offsetBytes: number, fua: boolean): MaybePromise<void>;
   /** Makes every completed write durable. */
   flush(): MaybePromise<void>;
   /** Advisory discard: the range may afterwards read as anything (we read zeros back). */

@@ -2,7 +2,7 @@
  * Delay injection (nbdkit's delay filter): each operation completes after a fixed delay, so
  * tests can rehearse a slow disk or a distant store and check that other clients are not stalled.
  */
-import type { BlockDevice, Extent, MaybePromise, ZeroOptions } from './block-device.js';
+import type { BlockDevice, Extent, MaybePromise, WriteData, ZeroOptions } from './block-device.js';
 import { StoreError } from './block-device.js';
 import { Filter } from './filter.js';
 
@@ -41,9 +41,9 @@ export class DelayFilter extends Filter {
     if (this.readDelayMs === 0) return super.read(buffer, offsetBytes);
     return after(this.readDelayMs, () => super.read(buffer, offsetBytes));
   }
-  override write(buffer: Uint8Array, offsetBytes: number, fua: boolean): MaybePromise<void> {
-    if (this.writeDelayMs === 0) return super.write(buffer, offsetBytes, fua);
-    return after(this.writeDelayMs, () => super.write(buffer, offsetBytes, fua));
+  override write(data: WriteData, offsetBytes: number, fua: boolean): MaybePromise<void> {
+    if (this.writeDelayMs === 0) return super.write(data, offsetBytes, fua);
+    return after(this.writeDelayMs, () => super.write(data, offsetBytes, fua));
   }
   override flush(): MaybePromise<void> {
     return this.delayOther(() => super.flush());

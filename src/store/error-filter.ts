@@ -5,7 +5,7 @@
  * `mirrorbox serve --error-rate 0.01 --error-ops read,write --error-trigger /tmp/fail`.
  */
 import { existsSync } from 'node:fs';
-import { type BlockDevice, type Extent, type MaybePromise, type StoreErrorCode, type ZeroOptions, StoreError } from './block-device.js';
+import { type BlockDevice, type Extent, type MaybePromise, type StoreErrorCode, type WriteData, type ZeroOptions, StoreError } from './block-device.js';
 import { Filter } from './filter.js';
 
 export type FaultOp = 'read' | 'write' | 'flush' | 'trim' | 'zero' | 'extents' | 'cache';
@@ -64,9 +64,9 @@ export class ErrorFilter extends Filter {
     this.maybeFail('read');
     return super.read(buffer, offsetBytes);
   }
-  override write(buffer: Uint8Array, offsetBytes: number, fua: boolean): MaybePromise<void> {
+  override write(data: WriteData, offsetBytes: number, fua: boolean): MaybePromise<void> {
     this.maybeFail('write');
-    return super.write(buffer, offsetBytes, fua);
+    return super.write(data, offsetBytes, fua);
   }
   override flush(): MaybePromise<void> {
     this.maybeFail('flush');

@@ -1,11 +1,12 @@
 /**
  * Sparse-file store: the bottom layer for a local drive image.
  *
- * Design decision (see README.md, "Where file I/O runs"): reads and writes are synchronous
- * positional calls on the event loop (pread/pwrite into and out of the page cache), and
- * fdatasync runs on libuv's threadpool through a group-commit batcher. A page-cache hit then
- * costs one syscall instead of two thread hand-offs; a miss blocks the loop for one disk read.
- * `ioMode: 'async'` switches reads and writes to the threadpool for disks where misses dominate.
+ * Where file I/O runs (see README.md, measured in bench/nbd): a read or write of at most
+ * `syncIoBytesMax` runs synchronously on the event loop (one pread/pwritev into the page cache;
+ * a hit costs one syscall instead of two thread hand-offs), a larger one runs on libuv's
+ * threadpool so the copy into or out of the page cache overlaps with the event loop receiving
+ * the next request (a second core at work). fdatasync always runs on the threadpool through a
+ * group-commit batcher. `ioMode` 'sync' or 'async' forces one side, for measurement.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -13,8 +14,10 @@ import {
   type BlockDevice,
   type Extent,
   type MaybePromise,
+  type WriteData,
   type ZeroOptions,
   StoreError,
+  byteLengthOf,
   checkRange,
   extentHoleFlag,
   extentZeroFlag,
@@ -23,7 +26,7 @@ import { sparseNative } from './sparse-native.js';
 import { SyncBatcher } from './sync-batcher.js';
 import { hasCode } from '../util/errors.js';
 
-export type IoMode = 'sync' | 'async';
+export type IoMode = 'auto' | 'sync' | 'async';
 
 export interface FileStoreOptions {
   path: string;
@@ -33,6 +36,8 @@ export interface FileStoreOptions {
   ioMode?: IoMode;
 }
 
+/** In 'auto' mode, I/O up to this size runs on the event loop, larger I/O on the threadpool. */
+export const syncIoBytesMax = 128 * 1024;
 /** Size of the shared zero buffer used when zeros must be written out. */
 const zeroChunkBytes = 1024 * 1024;
 /** Upper bound on extents returned per call (replies stay small; the client asks again). */
@@ -81,7 +86,7 @@ export class FileStore implements BlockDevice {
         sizeBytes = wanted;
       }
       if (sizeBytes === 0) throw new StoreError('EINVAL', `store ${options.path} is empty; give --size to create it`);
-      return new FileStore(options.path, fd, sizeBytes, readOnly, options.ioMode ?? 'sync');
+      return new FileStore(options.path, fd, sizeBytes, readOnly, options.ioMode ?? 'auto');
     } catch (err) {
       fs.closeSync(fd);
       throw err;
@@ -108,9 +113,13 @@ export class FileStore implements BlockDevice {
     return this.batcher.syncCount;
   }
 
+  private runsSync(lengthBytes: number): boolean {
+    return this.ioMode === 'sync' || (this.ioMode === 'auto' && lengthBytes <= syncIoBytesMax);
+  }
+
   read(buffer: Uint8Array, offsetBytes: number): MaybePromise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    if (this.ioMode === 'async') return this.readAsync(buffer, offsetBytes);
+    if (!this.runsSync(buffer.length)) return this.readAsync(buffer, offsetBytes);
     let done = 0;
     try {
       while (done < buffer.length) {
@@ -138,30 +147,32 @@ export class FileStore implements BlockDevice {
     }
   }
 
-  write(buffer: Uint8Array, offsetBytes: number, fua: boolean): MaybePromise<void> {
-    checkRange(this, offsetBytes, buffer.length);
+  write(data: WriteData, offsetBytes: number, fua: boolean): MaybePromise<void> {
+    const lengthBytes = byteLengthOf(data);
+    checkRange(this, offsetBytes, lengthBytes);
     this.assertWritable();
-    if (this.ioMode === 'async') return this.writeAsync(buffer, offsetBytes, fua);
-    this.writeAllSync(buffer, offsetBytes);
+    if (!this.runsSync(lengthBytes)) return this.writeAsync(data, offsetBytes, lengthBytes, fua);
+    this.writeAllSync(data, offsetBytes, lengthBytes);
     return fua ? this.batcher.sync() : undefined;
   }
 
-  private writeAllSync(buffer: Uint8Array, offsetBytes: number): void {
-    let done = 0;
+  private writeAllSync(data: WriteData, offsetBytes: number, lengthBytes: number): void {
     try {
-      while (done < buffer.length) {
-        done += fs.writeSync(this.fd, buffer, done, buffer.length - done, offsetBytes + done);
+      let written = data.length === 1 ? fs.writeSync(this.fd, data[0]!, 0, lengthBytes, offsetBytes) : fs.writevSync(this.fd, data as Uint8Array[], offsetBytes);
+      while (written < lengthBytes) {
+        const rest = remainderOf(data, written);
+        written += fs.writevSync(this.fd, rest, offsetBytes + written);
       }
     } catch (err) {
       throw toStoreError(err, 'write');
     }
   }
 
-  private async writeAsync(buffer: Uint8Array, offsetBytes: number, fua: boolean): Promise<void> {
-    let done = 0;
+  private async writeAsync(data: WriteData, offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
+    let written = 0;
     try {
-      while (done < buffer.length) {
-        done += await writeAt(this.fd, buffer, done, buffer.length - done, offsetBytes + done);
+      while (written < lengthBytes) {
+        written += await writevAt(this.fd, written === 0 ? (data as Uint8Array[]) : remainderOf(data, written), offsetBytes + written);
       }
     } catch (err) {
       throw toStoreError(err, 'write');
@@ -223,7 +234,7 @@ export class FileStore implements BlockDevice {
     let done = 0;
     while (done < lengthBytes) {
       const step = Math.min(zeros.length, lengthBytes - done);
-      this.writeAllSync(zeros.subarray(0, step), offsetBytes + done);
+      this.writeAllSync([zeros.subarray(0, step)], offsetBytes + done, step);
       done += step;
     }
   }
@@ -293,10 +304,25 @@ function readAt(fd: number, buffer: Uint8Array, at: number, length: number, posi
   });
 }
 
-function writeAt(fd: number, buffer: Uint8Array, at: number, length: number, position: number): Promise<number> {
+function writevAt(fd: number, pieces: Uint8Array[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    fs.write(fd, buffer, at, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+    fs.writev(fd, pieces, position, (err, n) => (err ? reject(err) : resolve(n)));
   });
+}
+
+/** The pieces of `data` after its first `skipBytes` bytes (after a short write). */
+function remainderOf(data: WriteData, skipBytes: number): Uint8Array[] {
+  const rest: Uint8Array[] = [];
+  let skip = skipBytes;
+  for (const piece of data) {
+    if (skip >= piece.length) {
+      skip -= piece.length;
+      continue;
+    }
+    rest.push(skip > 0 ? piece.subarray(skip) : piece);
+    skip = 0;
+  }
+  return rest;
 }
 
 function toStoreError(err: unknown, what: string): StoreError {

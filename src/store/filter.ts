@@ -2,7 +2,7 @@
  * Base of every filter layer: forwards each call to `next` unchanged. A filter overrides only
  * the calls it changes, as nbdkit filters do.
  */
-import type { BlockDevice, Extent, MaybePromise, ZeroOptions } from './block-device.js';
+import type { BlockDevice, Extent, MaybePromise, WriteData, ZeroOptions } from './block-device.js';
 
 export abstract class Filter implements BlockDevice {
   constructor(protected readonly next: BlockDevice) {}
@@ -25,8 +25,8 @@ export abstract class Filter implements BlockDevice {
   read(buffer: Uint8Array, offsetBytes: number): MaybePromise<void> {
     return this.next.read(buffer, offsetBytes);
   }
-  write(buffer: Uint8Array, offsetBytes: number, fua: boolean): MaybePromise<void> {
-    return this.next.write(buffer, offsetBytes, fua);
+  write(data: WriteData, offsetBytes: number, fua: boolean): MaybePromise<void> {
+    return this.next.write(data, offsetBytes, fua);
   }
   flush(): MaybePromise<void> {
     return this.next.flush();

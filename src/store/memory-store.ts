@@ -7,8 +7,10 @@
 import {
   type BlockDevice,
   type Extent,
+  type WriteData,
   type ZeroOptions,
   StoreError,
+  byteLengthOf,
   checkRange,
   coalesceExtents,
   extentHoleFlag,
@@ -49,17 +51,21 @@ export class MemoryStore implements BlockDevice {
     });
   }
 
-  write(buffer: Uint8Array, offsetBytes: number): void {
-    checkRange(this, offsetBytes, buffer.length);
+  write(data: WriteData, offsetBytes: number): void {
+    checkRange(this, offsetBytes, byteLengthOf(data));
     this.assertWritable();
-    this.forEachPiece(offsetBytes, buffer.length, (index, within, length, done) => {
-      let chunk = this.chunks.get(index);
-      if (!chunk) {
-        chunk = Buffer.alloc(memoryChunkBytes);
-        this.chunks.set(index, chunk);
-      }
-      chunk.set(buffer.subarray(done, done + length), within);
-    });
+    let pieceOffset = offsetBytes;
+    for (const piece of data) {
+      this.forEachPiece(pieceOffset, piece.length, (index, within, length, done) => {
+        let chunk = this.chunks.get(index);
+        if (!chunk) {
+          chunk = Buffer.alloc(memoryChunkBytes);
+          this.chunks.set(index, chunk);
+        }
+        chunk.set(piece.subarray(done, done + length), within);
+      });
+      pieceOffset += piece.length;
+    }
   }
 
   flush(): void {}

@@ -48,7 +48,7 @@ fail with EIO; --delay-*-ms slow them down.`;
     'tls-cert': Flags.string({ description: 'X.509 certificate (PEM) for STARTTLS.', dependsOn: ['tls-key'] }),
     'tls-key': Flags.string({ description: 'Private key (PEM) for the certificate.', dependsOn: ['tls-cert'] }),
     'tls-required': Flags.boolean({ description: 'Refuse every option until the client starts TLS (needs --tls-cert).', default: false }),
-    io: Flags.string({ description: 'Where file reads and writes run: sync (event loop) or async (threadpool).', options: ['sync', 'async'], default: 'sync' }),
+    io: Flags.string({ description: 'Where file reads and writes run: auto (small on the event loop, large on the threadpool), sync or async.', options: ['auto', 'sync', 'async'], default: 'auto' }),
     'max-connections': Flags.integer({ description: 'Connections served at once.', min: 1 }),
     'error-rate': Flags.string({ description: 'Fault injection: probability (0..1) that an operation fails.' }),
     'error-trigger': Flags.string({ description: 'Fault injection: fail only while this file exists.' }),
@@ -74,7 +74,7 @@ fail with EIO; --delay-*-ms slow them down.`;
           path: spec.path,
           sizeBytes: spec.sizeBytes ?? (existsSync(spec.path) ? undefined : defaultCreateSizeBytes),
           readOnly: flags['read-only'],
-          ioMode: flags.io as 'sync' | 'async',
+          ioMode: flags.io as 'auto' | 'sync' | 'async',
         });
         opened.push(store);
         exports.push({ name: spec.name, description: flags.description, device: this.withFaults(store, flags) });
