@@ -148,12 +148,15 @@ export class NbdServer {
   async close(graceMs = 5000): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    await Promise.all(this.listeners.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    // A listener's close callback runs only once its connections have ended, so the connections
+    // are shut down while waiting for it, not after.
+    const listenersClosed = Promise.all(this.listeners.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     for (const transmission of this.transmissions) transmission.shutdown();
     const drained = Promise.all([...this.transmissions].map((t) => t.whenClosed()));
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([drained, timeout]);
     for (const socket of this.connections) socket.destroy();
+    await listenersClosed;
     for (const entry of this.exports.all()) await entry.device.close();
     if (this.options.socketPath) rmSync(this.options.socketPath, { force: true });
   }
