@@ -2,9 +2,12 @@
  * Starts `mirrorbox serve` as a user runs it (bin/run.js), on an ephemeral port with a temp
  * store, and registers teardown (SIGKILL if still running, temp folder removed).
  */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { spawnCli, type Spawned } from './process.js';
+import { cliPath } from './paths.js';
+import { spawnCli, spawnCollected, type Spawned } from './process.js';
 import { tempDir } from './tmp.js';
 
 export interface ServeOptions {
@@ -14,6 +17,8 @@ export interface ServeOptions {
   size?: string | null;
   /** More `mirrorbox serve` flags. */
   args?: readonly string[];
+  /** A command that runs the server (e.g. ['strace', '-f', ...]); `proc` is then that command. */
+  wrapper?: readonly string[];
 }
 
 export interface RunningServer {
@@ -37,9 +42,12 @@ export async function startServer(t: Pick<TestContext, 'after'>, options: ServeO
   const storePath = options.store ?? join(dir, 'disk0.img');
   const size = options.size === undefined ? '64M' : options.size;
   const args = ['serve', '--store', storePath, ...(size === null ? [] : ['--size', size]), '--listen', '127.0.0.1:0', ...(options.args ?? [])];
-  const proc = spawnCli(t, args);
+  const proc = options.wrapper ? spawnCollected(t, options.wrapper[0]!, [...options.wrapper.slice(1), process.execPath, cliPath, ...args]) : spawnCli(t, args);
   const match = await proc.waitForLine(readyLine);
   const port = Number(match[1]);
+  // Under a wrapper, signals go to the server itself (killing strace would leave it running).
+  const serverPid = options.wrapper ? onlyChildOf(proc.child.pid!) : proc.child.pid!;
+  if (options.wrapper) t.after(() => signalIfAlive(serverPid, 'SIGKILL'));
   const exportUri = (name: string): string => `nbd://127.0.0.1:${port}/${name}`;
   return {
     uri: exportUri('disk0'),
@@ -49,8 +57,23 @@ export async function startServer(t: Pick<TestContext, 'after'>, options: ServeO
     proc,
     exportUri,
     stop: async (signal = 'SIGTERM') => {
-      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
+      if (proc.child.exitCode === null && proc.child.signalCode === null) signalIfAlive(serverPid, signal);
       return proc.exited;
     },
   };
+}
+
+/** The one child process of `pid` (Linux /proc). */
+function onlyChildOf(pid: number): number {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+  assert.equal(children.length, 1, `expected one child of ${pid}, found ${children.join(' ')}`);
+  return children[0]!;
+}
+
+function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // Already gone.
+  }
 }
