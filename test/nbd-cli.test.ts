@@ -15,7 +15,7 @@ import { tempDir } from './helpers/tmp.js';
 
 const MiB = 1024 * 1024;
 /** How long a stop may take: finishing requests and an fdatasync, on a busy shared machine. */
-const stopMsMax = 5000;
+const stopMsMax = 10_000;
 
 test('ready line names the TCP and Unix socket URIs and the exports; both serve the same bytes', async (t) => {
   const dir = tempDir(t);
