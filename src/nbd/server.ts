@@ -148,12 +148,14 @@ export class NbdServer {
   async close(graceMs = 5000): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    await Promise.all(this.listeners.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    // Stop accepting now; a listener's close callback only fires once every connection is gone.
+    const listenersClosed = Promise.all(this.listeners.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     for (const transmission of this.transmissions) transmission.shutdown();
     const drained = Promise.all([...this.transmissions].map((t) => t.whenClosed()));
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([drained, timeout]);
     for (const socket of this.connections) socket.destroy();
+    await listenersClosed;
     for (const entry of this.exports.all()) await entry.device.close();
     if (this.options.socketPath) rmSync(this.options.socketPath, { force: true });
   }
