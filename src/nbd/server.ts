@@ -44,6 +44,8 @@ export class NbdServer {
   private readonly connections = new Set<Socket>();
   private readonly transmissions = new Set<Transmission>();
   private shuttingDown = false;
+  /** Connections within connectionsMax (the others are only told they are refused). */
+  private admittedCount = 0;
   private readonly log: Logger;
   /** Where it listens, once started: "nbd://host:port" and/or "nbd+unix:///?socket=path". */
   readonly uris: string[] = [];
@@ -98,9 +100,14 @@ export class NbdServer {
       socket.destroy();
       return;
     }
-    const overLimit = this.connections.size >= this.limits.connectionsMax;
+    // Refused connections do not take a slot: a client holding one open blocks nobody.
+    const overLimit = this.admittedCount >= this.limits.connectionsMax;
     this.connections.add(socket);
-    socket.once('close', () => this.connections.delete(socket));
+    if (!overLimit) this.admittedCount += 1;
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      if (!overLimit) this.admittedCount -= 1;
+    });
     socket.on('error', () => {});
     socket.setNoDelay(true);
     socket.setKeepAlive(true, keepAliveDelayMs);

@@ -243,7 +243,11 @@ export class Transmission {
     const device = this.device;
     const flags = h.flags;
     const payloadLen = (flags & CmdFlag.payloadLen) !== 0;
-    if (payloadLen && !this.extended) return this.replyError(h, NbdErrno.EINVAL, 'PAYLOAD_LEN needs extended headers');
+    if (payloadLen && !this.extended) {
+      // A compact WRITE carries its payload whatever its flags say: skip it to stay in step.
+      if (h.type === Cmd.write) return this.refusePayload(h, 'PAYLOAD_LEN needs extended headers');
+      return this.replyError(h, NbdErrno.EINVAL, 'PAYLOAD_LEN needs extended headers');
+    }
     switch (h.type) {
       case Cmd.read: {
         if (payloadLen) return this.refusePayload(h, 'READ carries no payload');
