@@ -51,7 +51,7 @@ export class MemoryStore implements BlockDevice {
     });
   }
 
-  write(data: WriteData, offsetBytes: number): void {
+  write(data: WriteData, offsetBytes: number, _fua?: boolean): void {
     checkRange(this, offsetBytes, byteLengthOf(data));
     this.assertWritable();
     let pieceOffset = offsetBytes;
@@ -70,7 +70,7 @@ export class MemoryStore implements BlockDevice {
 
   flush(): void {}
 
-  trim(offsetBytes: number, lengthBytes: number): void {
+  trim(offsetBytes: number, lengthBytes: number, _fua?: boolean): void {
     this.zero(offsetBytes, lengthBytes, { mayTrim: true, fastOnly: false, fua: false });
   }
 
