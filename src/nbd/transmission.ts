@@ -95,6 +95,12 @@ export class Transmission {
   private payloadBytes = 0;
   /** Payload bytes still to skip for a request already refused. */
   private discardBytes = 0;
+  /**
+   * The refused request whose error reply waits until its payload has been skipped: a client
+   * (libnbd) matches a reply only to a request it has finished sending, and drops the
+   * connection on an earlier one.
+   */
+  private refusal: { h: RequestHeader; errno: number; message: string } | null = null;
 
   private inflightRequests = 0;
   private inflightBytes = 0;
@@ -193,6 +199,11 @@ export class Transmission {
         const step = Math.min(this.discardBytes, end - position);
         this.discardBytes -= step;
         position += step;
+        if (this.discardBytes === 0 && this.refusal) {
+          const { h, errno, message } = this.refusal;
+          this.refusal = null;
+          this.replyError(h, errno, message);
+        }
         continue;
       }
       if (this.payloadRequest) {
@@ -331,10 +342,11 @@ export class Transmission {
     return null;
   }
 
-  /** Refuses a request that carries a payload: replies now, then skips the payload bytes. */
+  /** Refuses a request that carries a payload: skips the payload bytes, then replies (see `refusal`). */
   private refusePayload(h: RequestHeader, message: string, errno: number = NbdErrno.EINVAL): void {
+    if (h.lengthBytes === 0) return this.replyError(h, errno, message);
     this.discardBytes = h.lengthBytes;
-    this.replyError(h, errno, message);
+    this.refusal = { h: { ...h }, errno, message };
   }
 
   private inRange(h: RequestHeader): boolean {
