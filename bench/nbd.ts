@@ -13,7 +13,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { median } from './lib/stats.js';
-import { freePort, peakRssBytes, startListening, startProcess, stopProcess } from './lib/procs.js';
+import { freePort, peakRssBytes, startProcess, startWithReadyFile, stopProcess } from './lib/procs.js';
 import { writeReport, type BenchRow } from './lib/report.js';
 import { fileURLToPath } from 'node:url';
 
@@ -93,7 +93,8 @@ async function main(): Promise<void> {
   const ourPort = await freePort();
   const ours = await startProcess(process.execPath, [join(repoRoot, 'bin', 'run.js'), 'serve', '--store', ourImage, '--listen', `127.0.0.1:${ourPort}`], /listening on/);
   const peerPort = await freePort();
-  const peer = { child: await startListening('nbdkit', ['-f', '-i', '127.0.0.1', '-p', String(peerPort), 'file', peerImage], peerPort) };
+  const peerPidFile = join(dir, 'nbdkit.pid');
+  const peer = { child: await startWithReadyFile('nbdkit', ['-f', '-i', '127.0.0.1', '-p', String(peerPort), '-P', peerPidFile, 'file', peerImage], peerPidFile) };
   const ourUri = `nbd://127.0.0.1:${ourPort}/disk0`;
   const peerUri = `nbd://127.0.0.1:${peerPort}/`;
   const selected = (process.env['BENCH_CASES'] ?? '').split(',').filter(Boolean);

@@ -5,6 +5,7 @@
  *   zeroRange(fd, offset, length)  fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)
  *   seekData(fd, offset)           lseek(SEEK_DATA); -1 when there is no data at or after offset
  *   seekHole(fd, offset)           lseek(SEEK_HOLE)
+ *   dupFd(fd)                      dup(fd) with FD_CLOEXEC (to re-wrap an accepted socket)
  *
  * Every function is synchronous (these calls touch metadata only) and throws an Error whose
  * `code` is the errno name (EOPNOTSUPP, EBADF, ...) so the caller can fall back.
@@ -100,12 +101,23 @@ static napi_value seek_hole(napi_env env, napi_callback_info info) {
   return do_seek(env, info, SEEK_HOLE, "lseek(SEEK_HOLE)");
 }
 
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!read_args(env, info, 1, a)) return NULL;
+  int fd = fcntl((int)a[0], F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return throw_errno(env, errno, "fcntl(F_DUPFD_CLOEXEC)");
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
     {"zeroRange", NULL, zero_range, NULL, NULL, NULL, napi_enumerable, NULL},
     {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
     {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dupFd", NULL, dup_fd, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -71,29 +71,23 @@ export function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
 }
 
-/** Resolves once a TCP connection to 127.0.0.1:port succeeds (polling every 20 ms). */
-export async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
-  const { connect } = await import('node:net');
+/** Resolves once `path` exists (polling every 20 ms). */
+export async function waitForFile(path: string, timeoutMs = 20_000): Promise<void> {
+  const { existsSync } = await import('node:fs');
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms`);
+  while (!existsSync(path)) {
+    if (Date.now() > deadline) throw new Error(`${path} did not appear in ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-/** Starts a long-running process and resolves once it accepts TCP connections on `port`. */
-export async function startListening(command: string, args: readonly string[], port: number): Promise<ChildProcess> {
+/**
+ * Starts a daemon that writes `readyFile` once it serves (nbdkit's -P pidfile, supervisord's
+ * pidfile) and resolves with its process then.
+ */
+export async function startWithReadyFile(command: string, args: readonly string[], readyFile: string): Promise<ChildProcess> {
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`${command} exited (${code})`))));
-  await Promise.race([waitForPort(port), exited]);
+  await Promise.race([waitForFile(readyFile), exited]);
   return child;
 }

@@ -314,6 +314,8 @@ export class Handshake {
   }
 
   private finish(entry: NbdExport, requestedName: string): Negotiated {
+    // Stop reading here: the transmission phase may take the socket over in another form.
+    this.stream.pause();
     const leftover = this.reader.detach();
     return {
       stream: this.stream,

@@ -101,10 +101,10 @@ export class ReplyWriter {
     this.stream.uncork();
   }
 
-  /** Returns the small buffer to the pool once nothing more will be written. */
+  /** Sends what is queued; the writer is not used afterwards. */
   close(): void {
     this.flush();
-    // The small buffer may still be referenced by a pending write; let GC have it.
+    // The small buffer may still be referenced by a pending write: it is left to GC, not pooled.
   }
 
   private cutSmallSegment(): void {

@@ -3,7 +3,9 @@
  * then one Transmission per connection; and an orderly shutdown.
  */
 import { rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { Socket, createServer, type Server } from 'node:net';
+import { sparseNative } from '../store/sparse-native.js';
+import assert from 'node:assert/strict';
 import type { Logger } from '../util/log.js';
 import { MirrorboxError, messageOf } from '../util/errors.js';
 import { BufferPool } from './buffer-pool.js';
@@ -11,7 +13,7 @@ import { ExportTable, type NbdExport } from './exports.js';
 import { Handshake, HandshakeError, type TlsSettings } from './handshake.js';
 import { defaultLimits, type NbdLimits } from './limits.js';
 import { ConnectionClosedError } from './stream-reader.js';
-import { Transmission, type TransmissionStats } from './transmission.js';
+import { Transmission, receiveBufferBytes, type TransmissionStats } from './transmission.js';
 
 export interface ListenAddress {
   host: string;
@@ -44,6 +46,9 @@ export class NbdServer {
   private readonly connections = new Set<Socket>();
   private readonly transmissions = new Set<Transmission>();
   private shuttingDown = false;
+  /** Connections within connectionsMax (the others are only told they are refused). */
+  private admittedCount = 0;
+  private readonly handedOver = new WeakSet<Socket>();
   private readonly log: Logger;
   /** Where it listens, once started: "nbd://host:port" and/or "nbd+unix:///?socket=path". */
   readonly uris: string[] = [];
@@ -98,9 +103,15 @@ export class NbdServer {
       socket.destroy();
       return;
     }
-    const overLimit = this.connections.size >= this.limits.connectionsMax;
+    // Refused connections do not take a slot: a client holding one open blocks nobody.
+    const overLimit = this.admittedCount >= this.limits.connectionsMax;
     this.connections.add(socket);
-    socket.once('close', () => this.connections.delete(socket));
+    if (!overLimit) this.admittedCount += 1;
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      // A socket handed over to a direct-read duplicate keeps its slot until that one closes.
+      if (!overLimit && !this.handedOver.has(socket)) this.admittedCount -= 1;
+    });
     socket.on('error', () => {});
     socket.setNoDelay(true);
     socket.setKeepAlive(true, keepAliveDelayMs);
@@ -118,11 +129,19 @@ export class NbdServer {
       ...(overLimit ? { refusal: `too many connections (limit ${this.limits.connectionsMax})` } : {}),
     });
     handshake.run().then(
-      (negotiated) => {
+      async (negotiated) => {
         clearTimeout(timer);
         if (negotiated.stream !== socket) negotiated.stream.on('error', () => {});
         log.debug({ export: negotiated.export.name, structured: negotiated.structuredReplies, extended: negotiated.extendedHeaders, tls: negotiated.tls }, 'transmission');
-        const transmission = new Transmission(negotiated, this.pool, this.limits, this.stats, log);
+        const direct = negotiated.tls ? null : await this.directReadSocket(socket);
+        let transmission: Transmission;
+        if (direct) {
+          transmission = new Transmission({ ...negotiated, stream: direct.socket }, this.pool, this.limits, this.stats, log, 'direct', direct.receiveBuffer);
+          direct.attach(transmission);
+        } else {
+          negotiated.stream.resume();
+          transmission = new Transmission(negotiated, this.pool, this.limits, this.stats, log);
+        }
         this.transmissions.add(transmission);
         void transmission.whenClosed().then(() => this.transmissions.delete(transmission));
         if (this.shuttingDown) transmission.shutdown();
@@ -142,14 +161,61 @@ export class NbdServer {
   }
 
   /**
+   * Re-wraps an accepted plain socket so the transmission phase chooses the buffer each read
+   * lands in (net.Socket `onread`, which Node offers only when it creates the socket): the
+   * descriptor is duplicated, the handshake's socket is released, and a new Socket is made on
+   * the duplicate. Returns null (the caller keeps 'data' events) when the native helper is
+   * missing or the socket exposes no descriptor.
+   */
+  private async directReadSocket(
+    socket: Socket,
+  ): Promise<{ socket: Socket; receiveBuffer: Buffer; attach: (t: Transmission) => void } | null> {
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (!sparseNative || typeof fd !== 'number' || fd < 0) return null;
+    // The handshake's last replies must have left before its socket object is released.
+    await new Promise<void>((resolve) => socket.write(Buffer.alloc(0), () => resolve()));
+    if (socket.destroyed) return null;
+    const duplicate = sparseNative.dupFd(fd);
+    const receiveBuffer = Buffer.allocUnsafeSlow(receiveBufferBytes);
+    let target: Transmission | null = null;
+    // The Socket constructor reads `onread` (lib/net.js); @types/node 20 declares it on connect() only.
+    const direct = new Socket({
+      fd: duplicate,
+      readable: true,
+      writable: true,
+      onread: {
+        buffer: () => (target ? target.readBuffer() : receiveBuffer),
+        callback: (bytes: number, buffer: Uint8Array) => {
+          assert.ok(target, 'a read arrived before the transmission was attached');
+          target.onDirectRead(bytes, buffer as Buffer);
+          return true;
+        },
+      },
+    } as ConstructorParameters<typeof Socket>[0]);
+    direct.setNoDelay(true);
+    direct.setKeepAlive(true, keepAliveDelayMs);
+    direct.on('error', () => {});
+    // Release the handshake's socket object without closing the connection (the duplicate
+    // descriptor keeps it open; destroy() closes a descriptor, it does not shut the socket down).
+    this.handedOver.add(socket);
+    this.connections.delete(socket);
+    socket.destroy();
+    this.connections.add(direct);
+    direct.once('close', () => {
+      this.connections.delete(direct);
+      this.admittedCount -= 1;
+    });
+    return { socket: direct, receiveBuffer, attach: (t) => (target = t) };
+  }
+
+  /**
    * Stops listening, lets every connection finish its requests in flight, then closes the
    * exports' devices (which flushes them). Connections still open after `graceMs` are cut.
    */
   async close(graceMs = 5000): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    // A listener's close callback runs only once its connections have ended, so the connections
-    // are shut down while waiting for it, not after.
+    // Stop accepting now; a listener's close callback only fires once every connection is gone.
     const listenersClosed = Promise.all(this.listeners.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     for (const transmission of this.transmissions) transmission.shutdown();
     const drained = Promise.all([...this.transmissions].map((t) => t.whenClosed()));

@@ -2,12 +2,18 @@
  * The transmission phase of one connection: parse requests, run them against the export's
  * block device, send replies.
  *
+ * Two ways bytes come in (see README.md, "Receiving"):
+ *   - direct (plain TCP and Unix sockets): the socket reads into buffers we choose (net.Socket
+ *     `onread`). Between requests that is one reused receive buffer per connection; while a
+ *     large WRITE payload is due, the next read lands straight in that payload's pooled buffer,
+ *     so the kernel copies the data once, into the buffer the store writes out. Small payloads
+ *     are copied out of the receive buffer (it is reused by the next read).
+ *   - events (TLS): 'data' events, each chunk a fresh buffer; a WRITE's payload is handed to
+ *     the device as the list of chunk slices it arrived in, never copied.
+ *
  * How a request flows (dev notes):
- *   socket 'data' chunk -> consume(): headers decoded in place from the chunk (a header split
- *   across chunks is gathered in a 32-byte scratch buffer); a WRITE's payload is never copied:
- *   it is handed to the device as the list of receive-chunk slices it arrived in (Node gives
- *   every socket read a buffer of its own, so the slices stay valid) -> dispatch(): validate,
- *   call the device ->
+ *   received bytes -> consume(): headers decoded in place (a header split across reads is
+ *   gathered in a 32-byte scratch buffer) -> dispatch(): validate, call the device ->
  *   a synchronous completion is answered at once into the ReplyWriter; an asynchronous one
  *   (a Promise) is answered when it settles, so replies go out of order when that is faster ->
  *   at the end of the chunk every queued reply leaves in one corked write.
@@ -57,6 +63,14 @@ import {
   type RequestHeader,
 } from './wire.js';
 
+/** A WRITE payload with at least this many bytes still to come is read straight into its buffer. */
+const directReadBytesMin = 32 * 1024;
+/** Size of each connection's reusable receive buffer in direct mode. */
+export const receiveBufferBytes = 64 * 1024;
+
+/** How a connection receives bytes (see the file comment). */
+export type InputMode = 'direct' | 'events';
+
 /** Largest BLOCK_STATUS payload (effect length + context ids) we read. */
 const blockStatusPayloadBytesMax = 8 + 4 * 64;
 /** Largest 32-bit extent length in a compact BLOCK_STATUS reply, kept a multiple of 512. */
@@ -87,10 +101,15 @@ export class Transmission {
   private readonly partialHeader = Buffer.alloc(extendedRequestHeaderBytes);
   private partialHeaderBytes = 0;
 
-  /** The request whose payload is being received, with the slices received so far. */
+  /** The request whose payload is being received. */
   private payloadRequest: RequestHeader | null = null;
   private payloadKind: PayloadKind = 'write';
+  /** Events mode: the chunk slices received so far. */
   private payloadPieces: Buffer[] = [];
+  /** Direct mode: the pooled buffer the payload is gathered in. */
+  private payloadBuffer: Buffer | null = null;
+  /** Direct mode: the region handed to the socket for the next read, when it is payload. */
+  private directTarget: Buffer | null = null;
   private payloadFilled = 0;
   private payloadBytes = 0;
   /** Payload bytes still to skip for a request already refused. */
@@ -111,13 +130,23 @@ export class Transmission {
   private closed = false;
   private readonly closedWaiters: Array<() => void> = [];
 
+  private readonly copyPayloads: boolean;
+
+  /**
+   * In 'direct' mode the caller has created the socket with `onread` calling `readBuffer()` and
+   * `onDirectRead()`, and `receiveBuffer` is the buffer it reads into between payloads.
+   */
   constructor(
     negotiated: Negotiated,
     private readonly pool: BufferPool,
     private readonly limits: NbdLimits,
     private readonly stats: TransmissionStats,
     private readonly log: Logger,
+    mode: InputMode = 'events',
+    private readonly receiveBuffer: Buffer | null = null,
   ) {
+    assert.ok(mode === 'events' || receiveBuffer !== null, 'direct mode needs a receive buffer');
+    this.copyPayloads = mode === 'direct';
     this.stream = negotiated.stream;
     this.device = negotiated.export.device;
     this.extended = negotiated.extendedHeaders;
@@ -128,7 +157,7 @@ export class Transmission {
     this.headerBytes = this.extended ? extendedRequestHeaderBytes : requestHeaderBytes;
     this.payloadBytesMax = this.extended ? limits.extendedPayloadBytesMax : limits.payloadBytesMax;
     this.writer = new ReplyWriter(this.stream, pool);
-    this.stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (mode === 'events') this.stream.on('data', (chunk: Buffer) => this.onData(chunk));
     this.stream.on('drain', () => this.maybeResume());
     this.stream.on('close', () => this.onClose());
     this.stream.on('error', (err) => this.log.debug({ err: err.message }, 'connection error'));
@@ -153,7 +182,36 @@ export class Transmission {
     if (this.closed) return;
     this.closed = true;
     this.payloadPieces = [];
+    this.directTarget = null;
+    if (this.payloadBuffer) {
+      this.pool.give(this.payloadBuffer);
+      this.payloadBuffer = null;
+    }
     for (const wake of this.closedWaiters.splice(0)) wake();
+  }
+
+  /** Direct mode: where the socket's next read should land. */
+  readBuffer(): Buffer {
+    const remaining = this.payloadBytes - this.payloadFilled;
+    if (this.payloadBuffer && remaining >= directReadBytesMin && this.discardBytes === 0) {
+      this.directTarget = this.payloadBuffer.subarray(this.payloadFilled, this.payloadBytes);
+      return this.directTarget;
+    }
+    this.directTarget = null;
+    return this.receiveBuffer!;
+  }
+
+  /** Direct mode: `bytes` bytes have landed in `buffer` (from readBuffer). */
+  onDirectRead(bytes: number, buffer: Buffer): void {
+    if (this.disconnecting) return;
+    if (buffer === this.directTarget) {
+      this.directTarget = null;
+      this.payloadFilled += bytes;
+      if (this.payloadFilled === this.payloadBytes) this.payloadComplete();
+    } else {
+      this.consume(buffer.subarray(0, bytes), 0);
+    }
+    this.writer.flush();
   }
 
   private onData(chunk: Buffer): void {
@@ -208,7 +266,8 @@ export class Transmission {
       }
       if (this.payloadRequest) {
         const step = Math.min(this.payloadBytes - this.payloadFilled, end - position);
-        this.payloadPieces.push(step === end && position === 0 ? chunk : chunk.subarray(position, position + step));
+        if (this.payloadBuffer) chunk.copy(this.payloadBuffer, this.payloadFilled, position, position + step);
+        else this.payloadPieces.push(step === end && position === 0 ? chunk : chunk.subarray(position, position + step));
         this.payloadFilled += step;
         position += step;
         if (this.payloadFilled === this.payloadBytes) this.payloadComplete();
@@ -254,7 +313,11 @@ export class Transmission {
     const device = this.device;
     const flags = h.flags;
     const payloadLen = (flags & CmdFlag.payloadLen) !== 0;
-    if (payloadLen && !this.extended) return this.replyError(h, NbdErrno.EINVAL, 'PAYLOAD_LEN needs extended headers');
+    if (payloadLen && !this.extended) {
+      // A compact WRITE carries its payload whatever its flags say: skip it to stay in step.
+      if (h.type === Cmd.write) return this.refusePayload(h, 'PAYLOAD_LEN needs extended headers');
+      return this.replyError(h, NbdErrno.EINVAL, 'PAYLOAD_LEN needs extended headers');
+    }
     switch (h.type) {
       case Cmd.read: {
         if (payloadLen) return this.refusePayload(h, 'READ carries no payload');
@@ -355,48 +418,56 @@ export class Transmission {
     this.payloadBytes = h.lengthBytes;
     this.payloadFilled = 0;
     this.payloadPieces = [];
+    if (this.copyPayloads) this.payloadBuffer = this.pool.take(h.lengthBytes);
     this.inflightBytes += h.lengthBytes;
   }
 
   private payloadComplete(): void {
     const h = this.payloadRequest!;
-    const pieces = this.payloadPieces;
     const payloadBytes = this.payloadBytes;
+    const buffer = this.payloadBuffer;
+    const data: Buffer[] = buffer ? [buffer.subarray(0, payloadBytes)] : this.payloadPieces;
     this.payloadRequest = null;
     this.payloadPieces = [];
+    this.payloadBuffer = null;
     if (this.payloadKind === 'blockStatus') {
-      this.inflightBytes -= payloadBytes;
-      const payload = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+      const payload = data.length === 1 ? data[0]! : Buffer.concat(data);
       const effectBytes = readU64(payload, 0);
       const ids = (payloadBytes - 8) / 4;
       let wantsOurs = false;
       for (let i = 0; i < ids; i += 1) if (payload.readUInt32BE(8 + 4 * i) === baseAllocationContextId) wantsOurs = true;
+      this.releasePayload(payloadBytes, buffer);
       return this.startBlockStatus({ ...h, lengthBytes: effectBytes }, effectBytes, wantsOurs);
     }
     const fua = (h.flags & CmdFlag.fua) !== 0;
     this.stats.writtenBytes += payloadBytes;
     let result;
     try {
-      result = this.device.write(pieces, h.offsetBytes, fua);
+      result = this.device.write(data, h.offsetBytes, fua);
     } catch (err) {
-      this.inflightBytes -= payloadBytes;
+      this.releasePayload(payloadBytes, buffer);
       return this.replyStoreError(h, err);
     }
     if (result instanceof Promise) {
       this.inflightRequests += 1;
       result.then(
-        () => this.finishAsync(h, payloadBytes, null),
-        (err: unknown) => this.finishAsync(h, payloadBytes, err),
+        () => this.finishAsync(h, null, payloadBytes, buffer),
+        (err: unknown) => this.finishAsync(h, err, payloadBytes, buffer),
       );
       return;
     }
-    this.inflightBytes -= payloadBytes;
+    this.releasePayload(payloadBytes, buffer);
     this.replyOk(h);
   }
 
-  private finishAsync(h: RequestHeader, heldBytes: number, err: unknown): void {
+  private releasePayload(payloadBytes: number, buffer: Buffer | null): void {
+    this.inflightBytes -= payloadBytes;
+    if (buffer) this.pool.give(buffer);
+  }
+
+  private finishAsync(h: RequestHeader, err: unknown, payloadBytes = 0, buffer: Buffer | null = null): void {
     this.inflightRequests -= 1;
-    this.inflightBytes -= heldBytes;
+    this.releasePayload(payloadBytes, buffer);
     if (err) this.replyStoreError(h, err);
     else this.replyOk(h);
     this.writer.scheduleFlush();
@@ -420,8 +491,8 @@ export class Transmission {
       const request = { ...h };
       this.inflightRequests += 1;
       result.then(
-        () => this.finishAsync(request, 0, null),
-        (err: unknown) => this.finishAsync(request, 0, err),
+        () => this.finishAsync(request, null),
+        (err: unknown) => this.finishAsync(request, err),
       );
       return;
     }
@@ -509,7 +580,7 @@ export class Transmission {
           this.writer.scheduleFlush();
           this.afterCompletion();
         },
-        (err: unknown) => this.finishAsync(request, 0, err),
+        (err: unknown) => this.finishAsync(request, err),
       );
       return;
     }
@@ -580,9 +651,10 @@ export class Transmission {
     throw err;
   }
 
+  /** Once nothing is in flight: send what is queued, then close (we read nothing more). */
   private closeWhenIdle(): void {
     if (this.inflightRequests > 0 || this.closed) return;
     this.writer.close();
-    this.stream.end();
+    this.stream.end(() => this.stream.destroy());
   }
 }

@@ -19,8 +19,8 @@ import {
 
 /** Allocation unit of the memory store. */
 export const memoryChunkBytes = 64 * 1024;
-/** Extents calls look at most this many bytes (65,536 chunks); the client asks again for more. */
-const extentsScanBytesMax = 65536 * memoryChunkBytes;
+/** Extents returned per call at most (the client asks again for the rest). */
+const extentsPerCallMax = 4096;
 
 export class MemoryStore implements BlockDevice {
   readonly readOnly: boolean;
@@ -51,7 +51,7 @@ export class MemoryStore implements BlockDevice {
     });
   }
 
-  write(data: WriteData, offsetBytes: number): void {
+  write(data: WriteData, offsetBytes: number, _fua?: boolean): void {
     checkRange(this, offsetBytes, byteLengthOf(data));
     this.assertWritable();
     let pieceOffset = offsetBytes;
@@ -70,7 +70,7 @@ export class MemoryStore implements BlockDevice {
 
   flush(): void {}
 
-  trim(offsetBytes: number, lengthBytes: number): void {
+  trim(offsetBytes: number, lengthBytes: number, _fua?: boolean): void {
     this.zero(offsetBytes, lengthBytes, { mayTrim: true, fastOnly: false, fua: false });
   }
 
@@ -87,13 +87,22 @@ export class MemoryStore implements BlockDevice {
 
   extents(offsetBytes: number, lengthBytes: number): Extent[] {
     checkRange(this, offsetBytes, lengthBytes);
+    const endBytes = offsetBytes + lengthBytes;
+    const firstIndex = Math.floor(offsetBytes / memoryChunkBytes);
+    const lastIndex = Math.floor((endBytes - 1) / memoryChunkBytes);
+    const allocated = [...this.chunks.keys()].filter((i) => i >= firstIndex && i <= lastIndex).sort((a, b) => a - b);
     const extents: Extent[] = [];
-    let done = 0;
-    this.forEachPiece(offsetBytes, Math.min(lengthBytes, extentsScanBytesMax), (index, _within, length) => {
-      const flags = this.chunks.has(index) ? 0 : extentHoleFlag | extentZeroFlag;
-      extents.push({ offsetBytes: offsetBytes + done, lengthBytes: length, flags });
-      done += length;
-    });
+    let position = offsetBytes;
+    const push = (until: number, flags: number): void => {
+      if (until > position) extents.push({ offsetBytes: position, lengthBytes: until - position, flags });
+      position = until;
+    };
+    for (const index of allocated) {
+      if (extents.length >= extentsPerCallMax) break;
+      push(Math.max(position, index * memoryChunkBytes), extentHoleFlag | extentZeroFlag);
+      push(Math.min(endBytes, (index + 1) * memoryChunkBytes), 0);
+    }
+    if (extents.length < extentsPerCallMax) push(endBytes, extentHoleFlag | extentZeroFlag);
     return coalesceExtents(extents);
   }
 

@@ -14,6 +14,8 @@ export interface SparseNative {
   seekData(fd: number, offsetBytes: number): number;
   /** Next offset >= offsetBytes that starts a hole (the file size counts as one). */
   seekHole(fd: number, offsetBytes: number): number;
+  /** dup(2) with close-on-exec: a second descriptor for the same open socket or file. */
+  dupFd(fd: number): number;
 }
 
 function load(): SparseNative | null {
