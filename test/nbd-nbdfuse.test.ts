@@ -1,13 +1,14 @@
 // nbdfuse (libnbd) mounts the export as one file; mkfs.ext4 builds a file system in it, debugfs
 // stores a file in it, e2fsck finds it clean, through FUSE and again on the store file itself.
 import assert from 'node:assert/strict';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { clientEnv, randomFile, runOk } from './helpers/nbd-clients.js';
 import { startServer } from './helpers/nbd-server.js';
 import { run, spawnCollected } from './helpers/process.js';
+import { tempDir } from './helpers/tmp.js';
 
 /** Why nbdfuse cannot run here, or null when it can. */
 function fuseUnavailable(): string | null {
@@ -23,15 +24,18 @@ function fuseUnavailable(): string | null {
 
 test('nbdfuse + mkfs.ext4 + e2fsck -fn: a file system on the export is clean and keeps its files', { skip: fuseUnavailable() ?? false }, async (t) => {
   const server = await startServer(t, { size: '64M' });
-  const mountpoint = join(server.dir, 'mnt');
-  mkdirSync(mountpoint);
+  // Teardown hooks run in the order they are registered: unmount (nbdfuse then exits) before
+  // the mountpoint's folder is removed, so the mountpoint is a temp folder of its own.
+  let mounted = false;
+  let mountpoint = '';
+  t.after(async () => {
+    if (mounted) await run('fusermount3', ['-u', mountpoint]);
+  });
+  mountpoint = tempDir(t, 'mirrorbox-fuse-');
   const image = join(mountpoint, 'disk.img');
   const pidFile = join(server.dir, 'nbdfuse.pid');
   const fuse = spawnCollected(t, 'nbdfuse', ['-P', pidFile, image, server.uri], { env: clientEnv() });
-  // Unmount first at teardown (nbdfuse then exits); runs before the server and temp dir go.
-  t.after(async () => {
-    if (fuse.child.exitCode === null) await run('fusermount3', ['-u', mountpoint]);
-  });
+  mounted = true;
   for (let waited = 0; !existsSync(pidFile); waited += 50) {
     if (waited > 20_000 || fuse.child.exitCode !== null) assert.fail(`nbdfuse did not come up: ${fuse.stderr()}`);
     await sleep(50);
@@ -48,6 +52,7 @@ test('nbdfuse + mkfs.ext4 + e2fsck -fn: a file system on the export is clean and
 
   // Unmount, stop the server cleanly, and check the store file itself.
   await runOk('fusermount3', ['-u', mountpoint]);
+  mounted = false;
   assert.equal((await fuse.exited).code, 0, `nbdfuse: ${fuse.stderr()}`);
   assert.equal((await server.stop('SIGTERM')).code, 0);
   await runOk('e2fsck', ['-fn', server.storePath]);
