@@ -403,14 +403,17 @@ export class KernelPool {
 
 /**
  * Object-mode Duplex over a pool: each written chunk becomes one job; results come out in
- * order. A write is acknowledged only while jobs in flight plus results not yet read stay
- * under the pool's queueDepthMax, so a slow reader stops the writer.
+ * order. A write is acknowledged only while fewer than queueDepthMax of its jobs are in
+ * flight, the pool has room, and the readable side has not signalled "full" (push() returned
+ * false and _read has not been called since), so a slow reader stops the writer and memory
+ * stays bounded by about twice queueDepthMax items.
  */
 class JobStream extends Duplex {
   readonly #pool: KernelPool;
   readonly #op: 'seal' | 'open';
   readonly #aad: Uint8Array | undefined;
   #inFlight = 0;
+  #readableFull = false;
   #heldWrite: (() => void) | undefined;
   #heldFinal: (() => void) | undefined;
 
@@ -421,15 +424,15 @@ class JobStream extends Duplex {
     this.#aad = aad;
   }
 
-  #room(): boolean {
-    return this.#pool.writable && this.#inFlight + this.readableLength < this.#pool.queueDepthMax;
-  }
-
   #release(): void {
-    if (this.#heldWrite !== undefined && this.#room()) {
-      const callback = this.#heldWrite;
-      this.#heldWrite = undefined;
-      callback();
+    if (this.#heldWrite !== undefined && !this.#readableFull && this.#inFlight < this.#pool.queueDepthMax) {
+      if (this.#pool.pending < this.#pool.queueDepthMax) {
+        const callback = this.#heldWrite;
+        this.#heldWrite = undefined;
+        callback();
+      } else {
+        void this.#pool.whenWritable().then(() => this.#release());
+      }
     }
     if (this.#heldFinal !== undefined && this.#inFlight === 0) {
       const callback = this.#heldFinal;
@@ -439,30 +442,28 @@ class JobStream extends Duplex {
     }
   }
 
-  override _write(chunk: Uint8Array, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    const admit = (): void => {
-      const job = this.#op === 'seal' ? this.#pool.seal(chunk, this.#aad) : this.#pool.open(chunk, this.#aad);
-      this.#inFlight++;
-      job.then(
-        (result) => {
-          this.#inFlight--;
-          this.push(result);
-          this.#release();
-        },
-        (err: Error) => {
-          this.#inFlight--;
-          this.destroy(err);
-        },
-      );
-      if (this.#room()) callback();
-      else {
-        this.#heldWrite = () => callback();
-        // The pool frees room when jobs settle (handled above) or when other users' jobs do.
-        void this.#pool.whenWritable().then(() => this.#release());
-      }
-    };
-    if (this.#pool.writable) admit();
-    else void this.#pool.whenWritable().then(admit);
+  override _write(chunk: Uint8Array, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    // Writes come one at a time, after the previous one was acknowledged with room; only
+    // another user of a shared pool can have filled it since.
+    if (this.#pool.pending >= this.#pool.queueDepthMax) {
+      void this.#pool.whenWritable().then(() => this._write(chunk, encoding, callback));
+      return;
+    }
+    const job = this.#op === 'seal' ? this.#pool.seal(chunk, this.#aad) : this.#pool.open(chunk, this.#aad);
+    this.#inFlight++;
+    job.then(
+      (result) => {
+        this.#inFlight--;
+        if (!this.push(result)) this.#readableFull = true;
+        this.#release();
+      },
+      (err: Error) => {
+        this.#inFlight--;
+        this.destroy(err);
+      },
+    );
+    this.#heldWrite = () => callback();
+    this.#release();
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -471,6 +472,7 @@ class JobStream extends Duplex {
   }
 
   override _read(): void {
+    this.#readableFull = false;
     this.#release();
   }
 }
