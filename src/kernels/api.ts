@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { MirrorboxError } from '../util/errors.js';
-import { KernelInstance, lz4CompressBound, lz4Error, regionOverheadBytes, staticDataBytesMax, type Region } from './wasm.js';
+import { copyOut, KernelInstance, lz4CompressBound, lz4Error, regionOverheadBytes, staticDataBytesMax, type Region } from './wasm.js';
 
 /**
  * The typed one-shot API: each call copies its input into this thread's kernel memory, runs
@@ -111,7 +111,7 @@ function seal(extended: boolean, key: Uint8Array, nonce: Uint8Array, plaintext: 
   s.a.view.set(plaintext);
   const tagPtr = s.a.ptr + plaintext.length;
   s.kernels.sealAt(extended, s.key.ptr, s.nonce.ptr, s.aad.ptr, aadLength, s.a.ptr, plaintext.length, tagPtr);
-  return s.a.view.slice(0, plaintext.length + tagBytes);
+  return copyOut(s.a.view.subarray(0, plaintext.length + tagBytes));
 }
 
 function open(extended: boolean, key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Uint8Array {
@@ -123,7 +123,7 @@ function open(extended: boolean, key: Uint8Array, nonce: Uint8Array, sealed: Uin
   const aadLength = aeadSetup(s, key, nonce, extended, aad, dataLength);
   s.a.view.set(sealed);
   s.kernels.openAt(extended, s.key.ptr, s.nonce.ptr, s.aad.ptr, aadLength, s.a.ptr, dataLength, s.a.ptr + dataLength);
-  return s.a.view.slice(0, dataLength);
+  return copyOut(s.a.view.subarray(0, dataLength));
 }
 
 /** ChaCha20-Poly1305 (RFC 8439): ciphertext followed by the 16-byte tag. */
@@ -157,7 +157,7 @@ export function lz4CompressBlock(src: Uint8Array): Uint8Array {
   s.a.view.set(src);
   const size = s.kernels.lz4CompressAt(s.a.ptr, src.length, s.b.ptr, s.b.sizeBytes);
   assert.ok(size > 0, 'a destination of lz4CompressBound bytes always fits');
-  return s.b.view.slice(0, size);
+  return copyOut(s.b.view.subarray(0, size));
 }
 
 /**
@@ -174,5 +174,5 @@ export function lz4DecompressBlock(src: Uint8Array, maxOutputBytes: number): Uin
   s.b.view.set(src);
   const result = s.kernels.exports.lz4Decompress(s.b.ptr, src.length, s.a.ptr, maxOutputBytes);
   if (result < 0) throw lz4Error(result, maxOutputBytes);
-  return s.a.view.slice(0, result);
+  return copyOut(s.a.view.subarray(0, result));
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MirrorboxError } from '../util/errors.js';
 import { cipherIds, cipherNameOf, codecIds, codecNameOf, nonceBytesOf, type CipherName, type CodecName } from './ids.js';
-import { KernelInstance, lz4CompressBound, regionOverheadBytes, staticDataBytesMax, type Region } from './wasm.js';
+import { copyOut, KernelInstance, lz4CompressBound, regionOverheadBytes, staticDataBytesMax, type Region } from './wasm.js';
 import { zstdLevelDefault, ZstdContext, zstdSizeBytesMax } from './zstd.js';
 
 /**
@@ -382,7 +382,7 @@ export class FrameCodec {
       throw new MirrorboxError('TOO_LARGE', `frame of ${plaintext.length} bytes exceeds frameBytesMax ${this.frameBytesMax}`);
     }
     this.input.view.set(plaintext);
-    return this.sealInput(plaintext.length, aad).slice();
+    return copyOut(this.sealInput(plaintext.length, aad));
   }
 
   /** Opens a frame into a new plaintext; throws BAD_FRAME, AUTH_FAILED, CORRUPT_INPUT or CHECKSUM_MISMATCH. */
@@ -391,7 +391,7 @@ export class FrameCodec {
       throw new MirrorboxError('BAD_FRAME', `bad frame: ${frame.length} bytes is more than a frame of ${this.frameBytesMax} can be`);
     }
     this.input.view.set(frame);
-    return this.openInput(frame.length, aad).slice();
+    return copyOut(this.openInput(frame.length, aad));
   }
 }
 

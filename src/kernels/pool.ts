@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { MirrorboxError } from '../util/errors.js';
 import { frameBytesMaxDefault, frameBytesMaxLimit, NonceSequence, sealedFrameBytesMax } from './frame.js';
 import type { CipherName, CodecName } from './ids.js';
+import { copyOut } from './wasm.js';
 
 /**
  * A pool of worker threads running the frame pipeline in parallel (the patent's parallel
@@ -97,6 +98,8 @@ interface WorkerHandle {
   memory: Uint8Array | undefined;
   slots: SlotLayout[];
   running: (Job | undefined)[];
+  /** Slots with a job. */
+  busy: number;
   lastError: Error | undefined;
 }
 
@@ -261,14 +264,8 @@ export class KernelPool {
   #dispatch(): void {
     while (this.#waiting.length > 0) {
       let best: WorkerHandle | undefined;
-      let bestRunning = Infinity;
       for (const handle of this.#workers) {
-        if (!handle.ready) continue;
-        const running = handle.running.filter((job) => job !== undefined).length;
-        if (running < handle.slots.length && running < bestRunning) {
-          best = handle;
-          bestRunning = running;
-        }
+        if (handle.ready && handle.busy < handle.slots.length && (best === undefined || handle.busy < best.busy)) best = handle;
       }
       if (best === undefined) return;
       const slot = best.running.indexOf(undefined);
@@ -277,6 +274,7 @@ export class KernelPool {
       assert.ok(job.input.length <= layout.capacityBytes, 'job fits its slot');
       best.memory!.set(job.input, layout.inPtr);
       best.running[slot] = job;
+      best.busy++;
       job.attempts++;
       const request: WorkerRequest = { op: job.op, slot, len: job.input.length, aad: job.aad, nonceCounter: job.nonceCounter };
       best.worker.postMessage(request);
@@ -316,10 +314,12 @@ export class KernelPool {
     const job = handle.running[reply.slot];
     assert.ok(job !== undefined, `reply for idle slot ${reply.slot}`);
     handle.running[reply.slot] = undefined;
+    handle.busy--;
     if (reply.type === 'done') {
       const layout = handle.slots[reply.slot]!;
       assert.ok(reply.len >= 0 && reply.len <= layout.capacityBytes, 'worker result fits its slot');
-      this.#finish(job, handle.memory!.slice(layout.outPtr, layout.outPtr + reply.len), undefined);
+      // The one copy out of the slot (into memory that need not be zeroed first).
+      this.#finish(job, copyOut(handle.memory!.subarray(layout.outPtr, layout.outPtr + reply.len)), undefined);
     } else {
       this.#finish(job, undefined, new MirrorboxError(reply.code, reply.message));
     }
@@ -339,6 +339,7 @@ export class KernelPool {
       const job = handle.running[slot];
       if (job === undefined) continue;
       handle.running[slot] = undefined;
+      handle.busy--;
       if (job.op !== 'crash' && job.attempts < jobAttemptsMax && !this.#closing) retry.push(job);
       else this.#finish(job, undefined, new MirrorboxError('WORKER_FAILED', `kernel worker failed during this job: ${cause.message}`, { cause }));
     }
@@ -360,7 +361,7 @@ export class KernelPool {
 
   #spawn(): Promise<void> {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: this.#init });
-    const handle: WorkerHandle = { worker, ready: false, memory: undefined, slots: [], running: [], lastError: undefined };
+    const handle: WorkerHandle = { worker, ready: false, memory: undefined, slots: [], running: [], busy: 0, lastError: undefined };
     this.#workers.add(handle);
     return new Promise((resolve, reject) => {
       worker.on('message', (reply: WorkerReply) => {

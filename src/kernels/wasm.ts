@@ -200,6 +200,16 @@ export class KernelInstance {
   }
 }
 
+/**
+ * Copies bytes out of (shared) wasm memory into a new Buffer. Faster than slice() on a view
+ * of a SharedArrayBuffer, which zero-fills a fresh ArrayBuffer first.
+ */
+export function copyOut(view: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(view.length);
+  out.set(view);
+  return out;
+}
+
 /** The typed error for a negative LZ4 decompressor result. */
 export function lz4Error(code: number, dstCap: number): MirrorboxError {
   switch (code) {
