@@ -26,21 +26,34 @@ const MF_LIMIT: usize = 12;
 const MAX_DISTANCE: usize = 65535;
 const RUN_MASK: usize = 15;
 const SKIP_TRIGGER: u32 = 6;
+/** Literal runs up to this long are copied in 16-byte steps. */
+const LITERAL_WIDE_COPY_MAX: usize = 128;
 /** Length fields above this are rejected before they could overflow 32-bit arithmetic. */
 const LENGTH_MAX: usize = 0x40000000;
 
-const HASH_LOG: u32 = 13;
-const HASH_BYTES: usize = (<usize>1 << HASH_LOG) * 4;
-const HASH_TABLE: usize = memory.data(<i32>HASH_BYTES, 64);
+/**
+ * The hash table: 32 KiB either way (it stays in L1). Blocks up to 64 KiB store u16 positions,
+ * so the same bytes hold twice the entries (better matches); larger blocks store u32.
+ */
+const HASH_TABLE_BYTES: usize = 32 * 1024;
+const HASH_TABLE: usize = memory.data(<i32>HASH_TABLE_BYTES, 64);
+/** Largest input that can use u16 positions. */
+const SMALL_BLOCK_BYTES_MAX: usize = 65536;
 
 /** The largest compressed size of `n` input bytes. */
 export function lz4CompressBound(n: usize): usize {
   return n + n / 255 + 16;
 }
 
+/**
+ * Table slot (byte offset) for the 5 bytes at a position (the low 5 bytes of a u64 load):
+ * a multiplicative hash over 5 bytes separates more sequences than one over 4.
+ */
 // @ts-ignore: decorator
-@inline function hashSlot(sequence: u32): usize {
-  return <usize>((sequence * 2654435761) >>> (32 - HASH_LOG)) << 2;
+@inline function hashSlot<T>(sequence: u64): usize {
+  const entryBytes = sizeof<T>();
+  const hashLog: u64 = entryBytes == 2 ? 14 : 13; // HASH_TABLE_BYTES / entryBytes entries
+  return <usize>(((sequence << 24) * 889523592379) >> (64 - hashLog)) * entryBytes;
 }
 
 /** Length of the common prefix of p.. and r.. (r < p), not reading at or past `limit`. */
@@ -79,11 +92,22 @@ function writeExtension(op: usize, length: usize): usize {
   return o;
 }
 
-/** Copies `n` literal bytes; 16-byte wide when both sides have room for the overshoot. */
+/**
+ * Copies `n` literal bytes: in 16-byte steps when both sides have room for the overshoot
+ * (literal runs are mostly short, and a memory.copy call costs more than the copy), else
+ * with memory.copy.
+ */
 // @ts-ignore: decorator
 @inline function copyLiterals(dst: usize, src: usize, n: usize, srcEnd: usize, dstEnd: usize): void {
-  if (n <= 16 && src + 16 <= srcEnd && dst + 16 <= dstEnd) {
-    v128.store(dst, v128.load(src));
+  if (n <= LITERAL_WIDE_COPY_MAX && src + n + 16 <= srcEnd && dst + n + 16 <= dstEnd) {
+    let d = dst;
+    let s = src;
+    const end = dst + n;
+    do {
+      v128.store(d, v128.load(s));
+      d += 16;
+      s += 16;
+    } while (d < end);
   } else {
     memory.copy(dst, src, n);
   }
@@ -95,32 +119,38 @@ function writeExtension(op: usize, length: usize): usize {
  * dstCap >= lz4CompressBound(srcLen)). Empty input compresses to one zero token.
  */
 export function lz4Compress(src: usize, srcLen: usize, dst: usize, dstCap: usize): usize {
+  return srcLen <= SMALL_BLOCK_BYTES_MAX ? compressWith<u16>(src, srcLen, dst, dstCap) : compressWith<u32>(src, srcLen, dst, dstCap);
+}
+
+/** The compressor, for table entries of type T (u16 or u32 positions relative to src). */
+function compressWith<T>(src: usize, srcLen: usize, dst: usize, dstCap: usize): usize {
   const iend = src + srcLen;
   const oend = dst + dstCap;
   let op = dst;
   let anchor = src;
   if (srcLen > MF_LIMIT) {
-    memory.fill(HASH_TABLE, 0, HASH_BYTES);
+    memory.fill(HASH_TABLE, 0, HASH_TABLE_BYTES);
     const mflimit = iend - MF_LIMIT; // a match may start at or before this position
     const matchlimit = iend - LAST_LITERALS; // and must end at or before this one
     let ip = src + 1;
     let ref: usize = src;
     let more = true;
     while (more) {
-      // Find a match: probe the table, skipping faster the longer nothing matches.
+      // Find a match: probe the table, skipping faster the longer nothing matches. The next
+      // position's hash is computed before this one is checked (independent work for the CPU).
       let attempts: u32 = 1 << SKIP_TRIGGER;
       let forward = ip;
-      let sequence: u32 = 0;
+      let forwardSlot = hashSlot<T>(load<u64>(forward));
       let found = false;
       while (true) {
+        const slot = forwardSlot;
         ip = forward;
         forward += <usize>(attempts++ >> SKIP_TRIGGER);
-        if (ip > mflimit) break;
-        sequence = load<u32>(ip);
-        const slot = HASH_TABLE + hashSlot(sequence);
-        ref = src + <usize>load<u32>(slot);
-        store<u32>(slot, <u32>(ip - src));
-        if (ip - ref <= MAX_DISTANCE && load<u32>(ref) == sequence) {
+        if (forward > mflimit) break;
+        ref = src + <usize>load<T>(HASH_TABLE + slot);
+        forwardSlot = hashSlot<T>(load<u64>(forward));
+        store<T>(HASH_TABLE + slot, <T>(ip - src));
+        if (ip - ref <= MAX_DISTANCE && load<u32>(ref) == load<u32>(ip)) {
           found = true;
           break;
         }
@@ -135,8 +165,13 @@ export function lz4Compress(src: usize, srcLen: usize, dst: usize, dstCap: usize
       while (true) {
         const litLen = ip - anchor;
         const matchLen = MIN_MATCH + commonLength(ip + MIN_MATCH, ref + MIN_MATCH, matchlimit);
-        const needed: usize = <usize>1 + extensionBytes(litLen) + litLen + 2 + extensionBytes(matchLen - MIN_MATCH);
-        if (needed > oend - op) return 0;
+        // Room for token, literals, offset and both length extensions: a cheap upper bound
+        // first (x >> 7 >= x / 255), the exact count only near the end of the output.
+        const room = oend - op;
+        if (litLen + (litLen >> 7) + (matchLen >> 7) + 5 > room) {
+          const needed: usize = <usize>1 + extensionBytes(litLen) + litLen + 2 + extensionBytes(matchLen - MIN_MATCH);
+          if (needed > room) return 0;
+        }
         const tokenAt = op++;
         let token: usize;
         if (litLen >= RUN_MASK) {
@@ -163,12 +198,11 @@ export function lz4Compress(src: usize, srcLen: usize, dst: usize, dstCap: usize
           break;
         }
         // Index a position inside the match, then try a match right here.
-        store<u32>(HASH_TABLE + hashSlot(load<u32>(ip - 2)), <u32>(ip - 2 - src));
-        sequence = load<u32>(ip);
-        const slot = HASH_TABLE + hashSlot(sequence);
-        ref = src + <usize>load<u32>(slot);
-        store<u32>(slot, <u32>(ip - src));
-        if (ip - ref > MAX_DISTANCE || load<u32>(ref) != sequence) break;
+        store<T>(HASH_TABLE + hashSlot<T>(load<u64>(ip - 2)), <T>(ip - 2 - src));
+        const slot = HASH_TABLE + hashSlot<T>(load<u64>(ip));
+        ref = src + <usize>load<T>(slot);
+        store<T>(slot, <T>(ip - src));
+        if (ip - ref > MAX_DISTANCE || load<u32>(ref) != load<u32>(ip)) break;
       }
       ip++;
     }

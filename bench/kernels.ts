@@ -14,13 +14,13 @@
  * Writes bench/results/kernels.json and bench/results/kernels.svg.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as zlib from 'node:zlib';
+import { buildCorpus } from './lib/corpus.js';
 import {
   chacha20poly1305Seal,
   crc32c,
@@ -65,73 +65,6 @@ function progress(text: string): void {
 }
 
 // ---- data ----
-
-function filesUnder(dir: string, limit: number): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let names: string[];
-    try {
-      names = readdirSync(d).sort();
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      if (out.length >= limit) return;
-      const path = join(d, name);
-      try {
-        const st = statSync(path);
-        if (st.isDirectory()) walk(path);
-        else if (st.isFile() && st.size > 0) out.push(path);
-      } catch {
-        // unreadable: skip
-      }
-    }
-  };
-  walk(dir);
-  return out;
-}
-
-/** Text from /usr/share/doc (gzip'd files inflated) and binaries from /usr/bin, interleaved. */
-function buildCorpus(): { corpus: Buffer; description: string } {
-  const textParts: Buffer[] = [];
-  let textBytes = 0;
-  for (const path of filesUnder('/usr/share/doc', 20000)) {
-    if (textBytes >= corpusBytes) break;
-    try {
-      let data = readFileSync(path);
-      if (path.endsWith('.gz')) data = zlib.gunzipSync(data);
-      textParts.push(data);
-      textBytes += data.length;
-    } catch {
-      // not readable or not gzip: skip
-    }
-  }
-  const binParts: Buffer[] = [];
-  let binBytes = 0;
-  for (const path of filesUnder('/usr/bin', 5000)) {
-    if (binBytes >= corpusBytes) break;
-    try {
-      const data = readFileSync(path);
-      binParts.push(data);
-      binBytes += data.length;
-    } catch {
-      // skip
-    }
-  }
-  const text = Buffer.concat(textParts);
-  const bin = Buffer.concat(binParts);
-  if (text.length < corpusBytes / 2 || bin.length < corpusBytes / 2) throw new Error('not enough text or binaries for the corpus');
-  const corpus = Buffer.alloc(corpusBytes);
-  for (let at = 0, piece = 0; at < corpusBytes; at += corpusPieceBytes, piece++) {
-    const source = piece % 2 === 0 ? text : bin;
-    const from = (Math.floor(piece / 2) * corpusPieceBytes) % (source.length - corpusPieceBytes);
-    source.copy(corpus, at, from, from + corpusPieceBytes);
-  }
-  return {
-    corpus,
-    description: `${corpusBytes / 1024 / 1024} MiB: ${textParts.length} files of /usr/share/doc text and ${binParts.length} /usr/bin binaries, interleaved in ${corpusPieceBytes / 1024} KiB pieces`,
-  };
-}
 
 // ---- measurement ----
 
@@ -180,7 +113,7 @@ const sizeName = (bytes: number): string => (bytes >= 1024 * 1024 ? `${bytes / 1
 
 // ---- main ----
 
-const { corpus, description } = buildCorpus();
+const { corpus, description } = buildCorpus(corpusBytes, corpusPieceBytes);
 const random = randomBytes(corpusBytes);
 progress(`corpus: ${description}`);
 
