@@ -233,3 +233,15 @@ test('zstd context: levels, limits and interop with zstd-napi', async () => {
   const big = Buffer.concat([text, text, text, text, text]).subarray(0, 1024 * 1024);
   for (let i = 0; i < 20; i++) assert.ok(Buffer.from(zstd.decompress(zstd.compress(big, 9), big.length)).equals(big));
 });
+
+test('the worked example in src/kernels/FRAME.md is what the code produces', async () => {
+  const exampleKey = Buffer.alloc(32, 0x11);
+  const nonces = new NonceSequence('chacha20-poly1305', Buffer.from('a1a2a3a4', 'hex'), 7);
+  const codec = await FrameCodec.create({ key: exampleKey, cipher: 'chacha20-poly1305', nonces, zstd: false });
+  const frame = Buffer.from(codec.seal(Buffer.from('hello, mirror')));
+  const documented =
+    '4d460100010000000d00000011000000' + 'a1a2a3a40700000000000000' + '6212e31e482a5fa3d826063be47723115d' + 'c65f521dd4e9d127e4d80d2a824fa247';
+  assert.equal(frame.toString('hex'), documented);
+  assert.equal(crc32c(Buffer.from('hello, mirror')), 0x57aa2237);
+  assert.equal(Buffer.from(codec.open(frame)).toString(), 'hello, mirror');
+});
