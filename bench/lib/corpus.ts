@@ -34,43 +34,33 @@ function filesUnder(dir: string, limit: number): string[] {
   return out;
 }
 
+/**
+ * Reads every stride-th file (at most pieceBytesMax of each, so no single file dominates)
+ * until `bytesWanted` bytes are in; unreadable files are skipped.
+ */
+function sample(files: string[], stride: number, pieceBytesMax: number, bytesWanted: number, read: (path: string) => Buffer): Buffer[] {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  for (let i = 0; i < files.length && bytes < bytesWanted; i += Math.max(1, stride)) {
+    try {
+      const data = read(files[i]!).subarray(0, pieceBytesMax);
+      parts.push(data);
+      bytes += data.length;
+    } catch {
+      // not readable (or not gzip): skip
+    }
+  }
+  return parts;
+}
+
 /** Text from /usr/share/doc (gzip'd files inflated) and binaries from /usr/bin, interleaved. */
 export function buildCorpus(corpusBytes: number, corpusPieceBytes: number): { corpus: Buffer; description: string } {
-  // Text: an even sample across /usr/share/doc (gzip'd files inflated), at most 128 KiB of
-  // each file, so no single changelog dominates.
   const docs = filesUnder('/usr/share/doc', 100000);
-  const textPieceBytesMax = 128 * 1024;
-  const docStride = Math.max(1, Math.floor(docs.length / 1000));
-  const textParts: Buffer[] = [];
-  let textBytes = 0;
-  for (let i = 0; i < docs.length && textBytes < corpusBytes; i += docStride) {
-    const path = docs[i]!;
-    try {
-      let data = readFileSync(path);
-      if (path.endsWith('.gz')) data = zlib.gunzipSync(data);
-      data = data.subarray(0, textPieceBytesMax);
-      textParts.push(data);
-      textBytes += data.length;
-    } catch {
-      // not readable or not gzip: skip
-    }
-  }
-  // Binaries: an even sample across /usr/bin (every stride-th file), at most 512 KiB of each,
-  // so no single program dominates.
+  const textParts = sample(docs, Math.floor(docs.length / 1000), 128 * 1024, corpusBytes, (path) =>
+    path.endsWith('.gz') ? zlib.gunzipSync(readFileSync(path)) : readFileSync(path),
+  );
   const binaries = filesUnder('/usr/bin', 100000);
-  const binaryPieceBytesMax = 512 * 1024;
-  const stride = Math.max(1, Math.floor(binaries.length / 48));
-  const binParts: Buffer[] = [];
-  let binBytes = 0;
-  for (let i = 0; i < binaries.length && binBytes < corpusBytes; i += stride) {
-    try {
-      const data = readFileSync(binaries[i]!).subarray(0, binaryPieceBytesMax);
-      binParts.push(data);
-      binBytes += data.length;
-    } catch {
-      // skip
-    }
-  }
+  const binParts = sample(binaries, Math.floor(binaries.length / 48), 512 * 1024, corpusBytes, (path) => readFileSync(path));
   const text = Buffer.concat(textParts);
   const bin = Buffer.concat(binParts);
   if (text.length < corpusBytes / 2 || bin.length < corpusBytes / 2) throw new Error('not enough text or binaries for the corpus');

@@ -172,27 +172,27 @@ export class KernelInstance {
     return result;
   }
 
-  /**
-   * AEAD seal in place: data (dataLen bytes) becomes ciphertext, the tag goes to tagPtr.
-   * keyPtr: 32 bytes; noncePtr: 12 bytes (24 when extended).
-   */
-  sealAt(extended: boolean, keyPtr: number, noncePtr: number, aadPtr: number, aadLen: number, data: number, dataLen: number, tagPtr: number): void {
+  #checkAead(extended: boolean, keyPtr: number, noncePtr: number, aadPtr: number, aadLen: number, data: number, dataLen: number, tagPtr: number): void {
     this.checkRange(keyPtr, 32);
     this.checkRange(noncePtr, extended ? 24 : 12);
     this.checkRange(aadPtr, aadLen);
     this.checkRange(data, dataLen);
     this.checkRange(tagPtr, 16);
+  }
+
+  /**
+   * AEAD seal in place: data (dataLen bytes) becomes ciphertext, the tag goes to tagPtr.
+   * keyPtr: 32 bytes; noncePtr: 12 bytes (24 when extended, i.e. XChaCha20-Poly1305).
+   */
+  sealAt(extended: boolean, keyPtr: number, noncePtr: number, aadPtr: number, aadLen: number, data: number, dataLen: number, tagPtr: number): void {
+    this.#checkAead(extended, keyPtr, noncePtr, aadPtr, aadLen, data, dataLen, tagPtr);
     const seal = extended ? this.exports.xchacha20poly1305Seal : this.exports.chacha20poly1305Seal;
     seal(keyPtr, noncePtr, aadPtr, aadLen, data, dataLen, tagPtr);
   }
 
   /** AEAD open in place; throws AUTH_FAILED (data left as ciphertext) when the tag is wrong. */
   openAt(extended: boolean, keyPtr: number, noncePtr: number, aadPtr: number, aadLen: number, data: number, dataLen: number, tagPtr: number): void {
-    this.checkRange(keyPtr, 32);
-    this.checkRange(noncePtr, extended ? 24 : 12);
-    this.checkRange(aadPtr, aadLen);
-    this.checkRange(data, dataLen);
-    this.checkRange(tagPtr, 16);
+    this.#checkAead(extended, keyPtr, noncePtr, aadPtr, aadLen, data, dataLen, tagPtr);
     const open = extended ? this.exports.xchacha20poly1305Open : this.exports.chacha20poly1305Open;
     if (open(keyPtr, noncePtr, aadPtr, aadLen, data, dataLen, tagPtr) === aeadAuthFailed) {
       throw new MirrorboxError('AUTH_FAILED', 'authentication failed: ciphertext, tag, AAD, nonce or key do not match');
