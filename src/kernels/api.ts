@@ -21,7 +21,6 @@ interface Scratch {
   kernels: KernelInstance;
   key: Region;
   nonce: Region;
-  tag: Region;
   aad: Region;
   /** Plaintext / ciphertext (+ tag) / uncompressed data. */
   a: Region;
@@ -33,16 +32,15 @@ let scratch: Scratch | undefined;
 
 function getScratch(): Scratch {
   if (scratch === undefined) {
-    const regionCount = 6;
+    const regionCount = 5;
     const memoryBytes =
-      staticDataBytesMax + regionCount * regionOverheadBytes + keyBytes + xnonceBytes + tagBytes + aadBytesMax +
+      staticDataBytesMax + regionCount * regionOverheadBytes + keyBytes + xnonceBytes + aadBytesMax +
       messageBytesMax + tagBytes + lz4CompressBound(messageBytesMax);
     const kernels = new KernelInstance({ memoryBytes });
     scratch = {
       kernels,
       key: kernels.reserve(keyBytes),
       nonce: kernels.reserve(xnonceBytes),
-      tag: kernels.reserve(tagBytes),
       aad: kernels.reserve(aadBytesMax),
       a: kernels.reserve(messageBytesMax + tagBytes),
       b: kernels.reserve(lz4CompressBound(messageBytesMax)),
