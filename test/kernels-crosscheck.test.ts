@@ -24,7 +24,8 @@ const nodeRs = require('@node-rs/crc32') as { crc32c(data: Buffer, initial?: num
 const lz4napi = require('lz4-napi') as { compressSync(data: Buffer): Buffer; uncompressSync(data: Buffer): Buffer };
 
 const lengthMax = 4096;
-const largeSizes = [65536 + 7, 1024 * 1024 - 3, 3 * 1024 * 1024 + 11];
+/** Fixed sizes plus three random ones per run (a failure message names the size). */
+const largeSizes = [65536 + 7, 1024 * 1024 - 3, 3 * 1024 * 1024 + 11, ...Array.from({ length: 3 }, () => 4097 + Math.floor(Math.random() * 4 * 1024 * 1024))];
 
 /** Data with a mix of runs, repeats and noise, so LZ4 finds matches of every kind. */
 function compressible(length: number, seed: number): Buffer {
