@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { MirrorboxError } from '../util/errors.js';
 import { cipherIds, cipherNameOf, codecIds, codecNameOf, nonceBytesOf, type CipherName, type CodecName } from './ids.js';
 import { copyOut, KernelInstance, lz4CompressBound, regionOverheadBytes, staticDataBytesMax, type Region } from './wasm.js';
-import { zstdLevelDefault, ZstdContext, zstdSizeBytesMax } from './zstd.js';
+import { zstdLevelDefault, zstdLevelMax, zstdLevelMin, ZstdContext, zstdSizeBytesMax } from './zstd.js';
 
 /**
  * The sealed frame: the unit the mirror link carries (format in FRAME.md, encoded and decoded
@@ -167,7 +167,7 @@ export interface FrameCodecOptions {
   /** Compressor for sealing (opening follows the frame). Default lz4. */
   codec?: CodecName;
   zstdLevel?: number;
-  /** Largest plaintext per frame. Default 4 MiB. */
+  /** Largest plaintext per frame. Default 1 MiB. */
   frameBytesMax?: number;
   /** Nonce source for sealing; default a fresh random prefix. */
   nonces?: NonceSequence;
@@ -218,6 +218,9 @@ export class FrameCodec {
       throw new MirrorboxError('BAD_ARGUMENT', 'frame key must be 32 bytes');
     }
     if (this.codec === 'zstd' && zstd === undefined) throw new MirrorboxError('BAD_ARGUMENT', 'codec zstd needs zstd loaded ({ zstd: true })');
+    if (!Number.isInteger(this.zstdLevel) || this.zstdLevel < zstdLevelMin || this.zstdLevel > zstdLevelMax) {
+      throw new MirrorboxError('BAD_ARGUMENT', `zstdLevel must be an integer ${zstdLevelMin}..${zstdLevelMax}, got ${this.zstdLevel}`);
+    }
     this.nonces = options.nonces ?? new NonceSequence(this.cipher);
     assert.equal(this.nonces.cipher, this.cipher, 'nonce sequence cipher');
     this.#zstd = zstd;
