@@ -19,6 +19,8 @@ export interface BenchRow {
   peerRounds: number[];
   /** True when a smaller value is better (latencies); the ratio is then peer/ours. */
   lowerIsBetter?: boolean;
+  /** This row's peer when a report compares against several (shown in its own column). */
+  peerName?: string;
 }
 
 export interface BenchReport {
@@ -45,6 +47,16 @@ function formatNumber(value: number): string {
 }
 
 export function markdownTable(report: BenchReport): string {
+  const perRowPeers = report.rows.some((row) => row.peerName !== undefined);
+  if (perRowPeers) {
+    const lines = ['| test | unit | mirrorbox | peer | peer value | ratio |', '|---|---|---:|---|---:|---:|'];
+    for (const row of report.rows) {
+      lines.push(
+        `| ${row.name} | ${row.unit} | ${formatNumber(row.ours)} | ${row.peerName ?? report.peerName} | ${formatNumber(row.peer)} | ${ratioOf(row).toFixed(2)} |`,
+      );
+    }
+    return lines.join('\n');
+  }
   const lines = [
     `| test | unit | mirrorbox | ${report.peerName} | ratio |`,
     '|---|---|---:|---:|---:|',
@@ -60,7 +72,7 @@ export function markdownTable(report: BenchReport): string {
 /** A horizontal bar chart of the ratios (1.0 marked), as standalone SVG. */
 export function ratioSvg(report: BenchReport): string {
   const rowHeightPx = 28;
-  const labelWidthPx = 260;
+  const labelWidthPx = report.rows.some((row) => row.peerName !== undefined) ? 420 : 260;
   const barAreaPx = 420;
   const topPx = 40;
   const heightPx = topPx + report.rows.length * rowHeightPx + 30;
@@ -75,7 +87,8 @@ export function ratioSvg(report: BenchReport): string {
   report.rows.forEach((row, i) => {
     const y = topPx + i * rowHeightPx;
     const ratio = ratios[i]!;
-    parts.push(`<text x="10" y="${y + 17}">${escape(row.name)}</text>`);
+    const label = row.peerName === undefined ? row.name : `${row.name} vs ${row.peerName}`;
+    parts.push(`<text x="10" y="${y + 17}">${escape(label)}</text>`);
     parts.push(
       `<rect x="${labelWidthPx}" y="${y + 4}" width="${Math.max(1, x(ratio) - labelWidthPx)}" height="${rowHeightPx - 10}" fill="${ratio >= 1 ? '#3a7' : ratio >= 0.8 ? '#db3' : '#d54'}"/>`,
     );
