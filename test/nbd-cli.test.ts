@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { nbdsh, runOk } from './helpers/nbd-clients.js';
-import { Cmd, RawNbdClient } from './helpers/nbd-raw.js';
+import { CMD, RawNbd } from './helpers/raw-nbd.js';
 import { startServer } from './helpers/nbd-server.js';
 import { cliPath } from './helpers/paths.js';
 import { run } from './helpers/process.js';
@@ -34,12 +34,11 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     // An nbdsh client writes without flushing and disconnects.
     await nbdsh(`h.connect_uri(os.environ["URI"]); h.pwrite(b"unflushed" * 1000, 1024 * 1024); result(None)`, { URI: server.uri });
     // A raw client writes, gets its reply, and stays connected.
-    const client = await RawNbdClient.handshake(server.port);
+    const client = await RawNbd.handshake(server.port);
     t.after(() => client.close());
-    assert.ok('sizeBytes' in (await client.go('disk0')));
+    assert.ok('sizeBytes' in (await client.negotiate('disk0')));
     const payload = Buffer.from('still connected'.repeat(100));
-    client.request(Cmd.write, 3 * MiB, payload.length, 7n);
-    client.send(payload);
+    client.request(CMD.write, 7n, BigInt(3 * MiB), BigInt(payload.length), 0, payload);
     const reply = await client.read(16);
     assert.equal(reply.readUInt32BE(4), 0, 'write succeeded');
 

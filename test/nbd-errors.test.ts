@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { nbdsh, randomFile, sha256 } from './helpers/nbd-clients.js';
-import { Cmd, RawNbdClient } from './helpers/nbd-raw.js';
+import { CMD, RawNbd } from './helpers/raw-nbd.js';
 import { startServer } from './helpers/nbd-server.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -62,16 +62,16 @@ result({"cases": out, "tail": h.pread(512, size - 512).hex()})
 test('an unknown command gets EINVAL (raw client: libnbd cannot send one) and the connection goes on', async (t) => {
   const server = await startServer(t, { size: '1M' });
   await nbdsh(`h.connect_uri(os.environ["URI"]); h.pwrite(b"abc", 0); h.flush(); result(None)`, { URI: server.uri });
-  const client = await RawNbdClient.handshake(server.port);
+  const client = await RawNbd.handshake(server.port);
   t.after(() => client.close());
-  assert.ok('sizeBytes' in (await client.go('disk0')));
-  client.request(0x77, 0, 512, 42n);
+  assert.ok('sizeBytes' in (await client.negotiate('disk0')));
+  client.request(0x77, 42n, 0n, 512n);
   const reply = await client.read(16);
   assert.equal(reply.readUInt32BE(4), 22, 'EINVAL');
   assert.equal(reply.readBigUInt64BE(8), 42n, 'the reply carries the request cookie');
   const read = await client.readAt(0, 3, 43n);
   assert.deepEqual([read.error, read.data.toString()], [0, 'abc']);
-  client.request(Cmd.disc, 0, 0, 44n);
+  client.request(CMD.disc, 44n, 0n, 0n);
   await client.closed;
 });
 

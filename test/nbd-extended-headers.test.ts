@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MemoryStore } from '../src/store/memory-store.js';
 import { startInProcessServer } from './helpers/inprocess-server.js';
-import { CMD, FLAG, OPT, RawNbd, REP_ACK, REP_ERR, REP_META } from './helpers/raw-nbd.js';
+import { CMD, FLAG, OPT, RawNbd, REP, REP_ERR } from './helpers/raw-nbd.js';
 
 const NBD_EINVAL = 22;
 const CHUNK_NONE = 0;
@@ -18,10 +18,10 @@ async function extendedSession(port: number, withMeta = true): Promise<RawNbd> {
   const client = await RawNbd.connect(port);
   await client.greet();
   const ack = await client.option(OPT.extendedHeaders);
-  assert.equal(ack[0]!.type, REP_ACK);
+  assert.equal(ack[0]!.type, REP.ack);
   if (withMeta) {
     const meta = await client.option(OPT.setMeta, RawNbd.metaData('disk0', ['base:allocation']));
-    assert.equal(meta[0]!.type, REP_META);
+    assert.equal(meta[0]!.type, REP.meta);
   }
   client.extended = true;
   client.structured = true;

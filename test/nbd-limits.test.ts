@@ -21,14 +21,11 @@ class ConcurrencyProbe extends Filter {
   }
 }
 import { startInProcessServer } from './helpers/inprocess-server.js';
-import { CMD, FLAG, OPT, RawNbd, REP_ERR } from './helpers/raw-nbd.js';
+import { CMD, FLAG, OPT, RawNbd, REP } from './helpers/raw-nbd.js';
 
 const NBD_EINVAL = 22;
 const NBD_EOVERFLOW = 75;
 const NBD_ENOSPC = 28;
-const REP_ERR_POLICY = REP_ERR + 2;
-const REP_ERR_TOO_BIG = REP_ERR + 9;
-const REP_ERR_UNSUP = REP_ERR + 1;
 
 async function structuredSession(port: number): Promise<RawNbd> {
   const client = await RawNbd.connect(port);
@@ -105,7 +102,7 @@ test('limits: connections over connectionsMax are told why (ERR_POLICY) and othe
   t.after(() => [first, second, third].forEach((c) => c.close()));
   await third.greet();
   const refused = await third.option(OPT.go, RawNbd.infoData('disk0'));
-  assert.equal(refused[0]!.type, REP_ERR_POLICY);
+  assert.equal(refused[0]!.type, REP.errPolicy);
   assert.match(refused[0]!.data.toString(), /too many connections/);
   first.request(CMD.read, 1n, 0n, 512n);
   assert.equal((await first.readReply()).error, 0);
@@ -123,9 +120,9 @@ test('limits: an option over optionBytesMax is skipped with ERR_TOO_BIG; an unkn
   t.after(() => client.close());
   await client.greet();
   client.sendOption(OPT.info, Buffer.alloc(100_000));
-  assert.equal((await client.readOptionReply()).type, REP_ERR_TOO_BIG);
+  assert.equal((await client.readOptionReply()).type, REP.errTooBig);
   const unknown = await client.option(99);
-  assert.equal(unknown[0]!.type, REP_ERR_UNSUP);
+  assert.equal(unknown[0]!.type, REP.errUnsup);
   const { sizeBytes } = await client.go('disk0');
   assert.equal(sizeBytes, 64n * 1024n * 1024n);
 });

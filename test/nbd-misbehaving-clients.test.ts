@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { clientEnv, nbdsh } from './helpers/nbd-clients.js';
-import { Cmd, RawNbdClient, clientFlagFixedNewstyle, clientFlagNoZeroes } from './helpers/nbd-raw.js';
+import { CLIENT_FLAG, CMD, RawNbd } from './helpers/raw-nbd.js';
 import { startServer, type RunningServer } from './helpers/nbd-server.js';
 import { spawnCollected } from './helpers/process.js';
 
@@ -96,22 +96,22 @@ test('stalled half handshakes, garbage and a client that never reads do not dist
   const silent = await rawSocket(server.port);
   const halfFlags = await rawSocket(server.port);
   halfFlags.socket.write(Buffer.from([0, 0]));
-  const halfOption = await RawNbdClient.handshake(server.port, clientFlagFixedNewstyle | clientFlagNoZeroes);
-  halfOption.send(Buffer.from('IHAVEOPT'));
+  const halfOption = await RawNbd.handshake(server.port, CLIENT_FLAG.fixedNewstyle | CLIENT_FLAG.noZeroes);
+  halfOption.write(Buffer.from('IHAVEOPT'));
   // Garbage instead of a handshake (an HTTP request), and garbage after a good handshake.
   const http = await rawSocket(server.port);
   http.socket.write(Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nHost: mirrorbox\r\n\r\n'), randomBytes(4096)]));
-  const badOption = await RawNbdClient.handshake(server.port);
-  badOption.send(randomBytes(64));
+  const badOption = await RawNbd.handshake(server.port);
+  badOption.write(randomBytes(64));
   // Garbage in the transmission phase (bad request magic) after a successful GO.
-  const badRequest = await RawNbdClient.handshake(server.port);
-  assert.ok('sizeBytes' in (await badRequest.go('disk0')));
-  badRequest.send(randomBytes(28));
+  const badRequest = await RawNbd.handshake(server.port);
+  assert.ok('sizeBytes' in (await badRequest.negotiate('disk0')));
+  badRequest.write(randomBytes(28));
   // A client that asks for 64 MiB of reads and never reads the replies.
-  const deaf = await RawNbdClient.handshake(server.port);
-  assert.ok('sizeBytes' in (await deaf.go('disk0')));
+  const deaf = await RawNbd.handshake(server.port);
+  assert.ok('sizeBytes' in (await deaf.negotiate('disk0')));
   deaf.socket.pause();
-  for (let i = 0; i < 64; i += 1) deaf.request(Cmd.read, i * MiB, MiB, BigInt(i));
+  for (let i = 0; i < 64; i += 1) deaf.request(CMD.read, BigInt(i), BigInt(i * MiB), BigInt(MiB));
   t.after(() => {
     for (const s of [silent.socket, halfFlags.socket, http.socket]) s.destroy();
     for (const c of [halfOption, badOption, badRequest, deaf]) c.close();

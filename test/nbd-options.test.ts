@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { nbdsh } from './helpers/nbd-clients.js';
-import { Opt, RawNbdClient, Rep } from './helpers/nbd-raw.js';
+import { OPT, RawNbd, REP } from './helpers/raw-nbd.js';
 import { startServer } from './helpers/nbd-server.js';
 import { tempDir } from './helpers/tmp.js';
 
@@ -43,22 +43,22 @@ test('an unknown option is refused with ERR_UNSUP and negotiation goes on to INF
   // Known content to read over the raw connection afterwards.
   await nbdsh(`h.connect_uri(os.environ["URI"]); h.pwrite(b"mirrorbox!" * 100, 4096); h.flush(); result(None)`, { URI: server.uri });
 
-  const client = await RawNbdClient.handshake(server.port);
+  const client = await RawNbd.handshake(server.port);
   t.after(() => client.close());
   for (const unknown of [4 /* PEEK_EXPORT, never implemented */, 0x1234, 0x7fff_ffff]) {
     const replies = await client.option(unknown, Buffer.from('some option data'));
     assert.equal(replies.length, 1);
-    assert.equal(replies[0]!.type, Rep.errUnsup, `option ${unknown} answered with 0x${replies[0]!.type.toString(16)}`);
+    assert.equal(replies[0]!.type, REP.errUnsup, `option ${unknown} answered with 0x${replies[0]!.type.toString(16)}`);
   }
-  const listed = await client.option(Opt.list);
-  assert.deepEqual(listed.map((r) => r.type), [Rep.server, Rep.ack]);
-  const missing = await client.go('no-such-export');
-  assert.deepEqual(missing, { error: Rep.errUnknown });
-  const info = await client.go('disk0', Opt.info);
-  const go = await client.go('disk0');
+  const listed = await client.option(OPT.list);
+  assert.deepEqual(listed.map((r) => r.type), [REP.server, REP.ack]);
+  const missing = await client.negotiate('no-such-export');
+  assert.deepEqual(missing, { error: REP.errUnknown });
+  const info = await client.negotiate('disk0', OPT.info);
+  const go = await client.negotiate('disk0');
   assert.deepEqual(info, go, 'INFO and GO report the same size and flags');
   assert.ok('sizeBytes' in go, 'GO after an unknown option succeeds');
-  assert.equal(go.sizeBytes, 4 * MiB);
+  assert.equal(go.sizeBytes, BigInt(4 * MiB));
   // Transmission works: simple replies (no STRUCTURED_REPLY was asked for).
   const read = await client.readAt(4096, 1000);
   assert.equal(read.error, 0);

@@ -6,7 +6,7 @@ import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { clientEnv, nbdsh, randomFile, runOk } from './helpers/nbd-clients.js';
-import { Opt, RawNbdClient, Rep } from './helpers/nbd-raw.js';
+import { OPT, RawNbd, REP } from './helpers/raw-nbd.js';
 import { startServer } from './helpers/nbd-server.js';
 import { run } from './helpers/process.js';
 import { tempDir } from './helpers/tmp.js';
@@ -91,21 +91,17 @@ test('--tls-required: plain clients get NBD_REP_ERR_TLS_REQD; TLS clients copy d
   assert.notEqual(plain.code, 0, `nbdinfo without TLS connected to a --tls-required server: ${plain.stdout}`);
 
   // The exact answer, seen by a raw client (libnbd 1.14 reports it only as ENOTSUP).
-  const raw = await RawNbdClient.handshake(server.port);
+  const raw = await RawNbd.handshake(server.port);
   t.after(() => raw.close());
-  for (const option of [Opt.list, Opt.info, Opt.go, Opt.structuredReply]) {
-    const data = option === Opt.info || option === Opt.go ? Buffer.from([0, 0, 0, 5, ...Buffer.from('disk0'), 0, 0]) : Buffer.alloc(0);
+  for (const option of [OPT.list, OPT.info, OPT.go, OPT.structuredReply]) {
+    const data = option === OPT.info || option === OPT.go ? Buffer.from([0, 0, 0, 5, ...Buffer.from('disk0'), 0, 0]) : Buffer.alloc(0);
     const replies = await raw.option(option, data);
     assert.equal(replies.length, 1);
-    assert.equal(replies[0]!.type, Rep.errTlsReqd, `option ${option}: reply 0x${replies[0]!.type.toString(16)}`);
+    assert.equal(replies[0]!.type, REP.errTlsReqd, `option ${option}: reply 0x${replies[0]!.type.toString(16)}`);
     assert.match(replies[0]!.data.toString(), /TLS/);
   }
   // EXPORT_NAME cannot carry an error: the server closes the connection.
-  const header = Buffer.alloc(16);
-  Buffer.from('IHAVEOPT').copy(header);
-  header.writeUInt32BE(Opt.exportName, 8);
-  header.writeUInt32BE(5, 12);
-  raw.send(Buffer.concat([header, Buffer.from('disk0')]));
+  raw.sendOption(OPT.exportName, Buffer.from('disk0'));
   await raw.closed;
 
   // nbdcopy over TLS, both ways.
