@@ -3,8 +3,8 @@
  * state folder), and how they print tables, durations and journal lines.
  */
 import { existsSync } from 'node:fs';
-import { Flags } from '@oclif/core';
-import { MirrorboxError } from '../util/errors.js';
+import { Flags, type Command } from '@oclif/core';
+import { MirrorboxError, messageOf } from '../util/errors.js';
 import { loadConfig, type WatchdogConfig } from '../watchdog/config.js';
 import type { JournalEntry } from '../watchdog/journal.js';
 
@@ -92,4 +92,20 @@ export function parseSince(text: string, nowMs = Date.now()): number {
   const ms = Date.parse(text);
   if (Number.isNaN(ms)) throw new MirrorboxError('BAD_SINCE', `--since "${text}": expected an ISO time (2024-05-01T12:00:00Z) or a span like 90s, 15m, 2h, 1d`);
   return ms;
+}
+
+/** Exit status for a typed (expected) error: bad config, bad flag, watchdog not answering... */
+export const exitTypedError = 2;
+
+/**
+ * Ends a command on an error: a MirrorboxError is printed plainly to stderr (config problems
+ * stay one per line, "file:line:column: field: message", as editors and grep like them) with
+ * its code; anything else is a bug and goes to oclif (stack with DEBUG=*).
+ */
+export function failWith(command: Command, err: unknown): never {
+  if (err instanceof MirrorboxError) {
+    process.stderr.write(`${err.message}\n(${err.code})\n`);
+    command.exit(exitTypedError);
+  }
+  command.error(messageOf(err), { exit: 1 });
 }

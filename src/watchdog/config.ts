@@ -323,7 +323,7 @@ function problemsOf(
 function messageFor(issue: Issue, doc: Document, path: (string | number)[]): string {
   if (issue.code === 'invalid_type' && !doc.hasIn(path)) return `missing (required ${issue.expected})`;
   if (issue.code === 'invalid_value' && 'values' in issue) return `expected one of ${issue.values.map((v) => String(v)).join(', ')}`;
-  return issue.message;
+  return issue.message.replace(/^Invalid input: /, '');
 }
 
 /** Where a path's node starts; for a missing node, where its nearest existing parent starts. */

@@ -20,6 +20,12 @@ export interface IncidentPosition {
   rungIndex: number;
   /** Attempts made at that rung in this incident. */
   attemptsAtRung: number;
+  /**
+   * True when a process that is down now was (re)started by an earlier attempt of this
+   * incident: the remedy did not hold, so the incident climbs. A process failing for the first
+   * time in the incident gets the current rung again instead.
+   */
+  repeat: boolean;
   /** True once the incident ran out of ladder or budget and chose to retry. */
   retrying: boolean;
   /** A budget the next attempt would exceed, e.g. "application: 5 restarts in 60 s", or null. */
@@ -48,7 +54,8 @@ export function decide(policy: LadderPolicy, at: IncidentPosition): Decision {
     // Past the end already: keep repeating the last remedy rung, with growing backoff.
     return exhausted('still failing after the ladder was exhausted', false);
   }
-  const index = at.attempts === 0 ? 0 : at.attemptsAtRung >= policy.attemptsPerRung ? at.rungIndex + 1 : at.rungIndex;
+  const climb = at.repeat && at.attemptsAtRung >= policy.attemptsPerRung;
+  const index = at.attempts === 0 ? 0 : climb ? at.rungIndex + 1 : at.rungIndex;
   if (index >= policy.ladder.length || policy.ladder[index] === 'notify') {
     return exhausted(at.attempts === 0 ? 'the ladder starts at notify' : `every rung was tried (${at.attempts} attempts)`, true);
   }

@@ -76,6 +76,8 @@ interface Incident {
   held: boolean;
   notified: boolean;
   failures: { process: string; cause: string; atMs: number }[];
+  /** Processes (re)started by this incident's remedies: their failing again climbs the ladder. */
+  restarted: Set<string>;
 }
 
 export interface ProcessStatus {
@@ -283,6 +285,7 @@ export class Supervisor {
         held: false,
         notified: false,
         failures: [],
+        restarted: new Set(),
       };
     }
     return this.incident;
@@ -350,10 +353,12 @@ export class Supervisor {
           break;
         }
         const budgetExceeded = this.budgetExceeded(down);
+        const repeat = down.some((m) => incident.restarted.has(m.name));
         const decision = decide(this.policy, {
           attempts: incident.attempts.length,
           rungIndex: incident.rungIndex,
           attemptsAtRung: incident.attemptsAtRung,
+          repeat,
           retrying: incident.retrying,
           budgetExceeded,
         });
@@ -385,14 +390,15 @@ export class Supervisor {
           }
         }
         if (decision.delayMs > 0 && !(await this.sleep(decision.delayMs))) break;
-        if (incident.attempts.length > 0 && rungIndex === incident.rungIndex) incident.attemptsAtRung += 1;
-        else {
+        if (incident.attempts.length > 0 && rungIndex === incident.rungIndex) {
+          if (repeat) incident.attemptsAtRung += 1;
+        } else {
           incident.rungIndex = rungIndex;
           incident.attemptsAtRung = 1;
         }
         this.countAttempt(rung, this.down());
         const atMs = Date.now();
-        const outcome = await this.applyRung(rung, incident.id);
+        const outcome = await this.applyRung(rung, incident);
         incident.attempts.push({ rung, atMs, outcome });
         if (incident.attempts.length > limits.incidentAttemptsKeptMax) incident.attempts.splice(1, 1);
         this.checkNow(); // check again (step 207): anything down goes round the loop once more
@@ -492,8 +498,8 @@ export class Supervisor {
   // The remedies
 
   /** Carries out one rung; returns "ok" or what went wrong (for the alert summary). */
-  private async applyRung(rung: Remedy, incident: string): Promise<string> {
-    const ctx: Context = { incident, rung };
+  private async applyRung(rung: Remedy, incident: Incident): Promise<string> {
+    const ctx: Context = { incident: incident.id, rung };
     const down = this.down();
     const first = Math.min(...down.map((m) => m.index));
     const names = down.map((m) => m.name).join(', ');
@@ -503,6 +509,7 @@ export class Supervisor {
       for (const m of this.members) {
         if (m.state !== 'failed' && m.state !== 'stopped') continue;
         await this.clearMember(m, ctx);
+        incident.restarted.add(m.name);
         if (!(await this.startMember(m, ctx))) return `failed: ${m.name} ${m.lastCause ?? 'did not start'}`;
       }
       return 'ok';
@@ -517,6 +524,7 @@ export class Supervisor {
     for (let i = n - 1; i >= from; i -= 1) await this.stopMember(this.members[i]!, rung, ctx);
     for (let i = from; i < n; i += 1) {
       const m = this.members[i]!;
+      incident.restarted.add(m.name);
       if (!(await this.startMember(m, ctx))) return `failed: ${m.name} ${m.lastCause ?? 'did not start'}`;
     }
     return 'ok';

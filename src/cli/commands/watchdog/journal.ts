@@ -1,7 +1,7 @@
 import { Command, Flags } from '@oclif/core';
-import { MirrorboxError, messageOf } from '../../../util/errors.js';
+import { MirrorboxError } from '../../../util/errors.js';
 import { readJournal } from '../../../watchdog/journal.js';
-import { configFlags, formatTable, locate, parseSince } from '../../watchdog-common.js';
+import { configFlags, formatTable, locate, parseSince, failWith } from '../../watchdog-common.js';
 
 export default class WatchdogJournal extends Command {
   static override summary = 'Read the restart/shutdown journal (rotated files included, oldest first).';
@@ -47,8 +47,7 @@ event, with its process, pid, cause, rung and incident id. The format is in src/
         ),
       );
     } catch (err) {
-      if (err instanceof MirrorboxError) this.error(err.message, { exit: 2, code: err.code });
-      this.error(messageOf(err), { exit: 1 });
+      failWith(this, err);
     }
   }
 }

@@ -1,9 +1,8 @@
 import { Args, Command, Flags } from '@oclif/core';
-import { MirrorboxError, messageOf } from '../../../util/errors.js';
 import { createLogger } from '../../../util/log.js';
 import { loadConfig } from '../../../watchdog/config.js';
 import { Watchdog } from '../../../watchdog/watchdog.js';
-import { formatEntry } from '../../watchdog-common.js';
+import { formatEntry, failWith } from '../../watchdog-common.js';
 
 export default class WatchdogRun extends Command {
   static override summary = 'Start an application from its config and guard it (exhibit C: the application process monitor).';
@@ -69,7 +68,6 @@ adopted, not started twice. Every journal event is printed as it happens; SIGTER
   }
 
   private fail(err: unknown): never {
-    if (err instanceof MirrorboxError) this.error(err.message, { exit: 2, code: err.code });
-    this.error(messageOf(err), { exit: 1 });
+    failWith(this, err);
   }
 }

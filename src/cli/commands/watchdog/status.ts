@@ -1,9 +1,9 @@
 import { Command, Flags } from '@oclif/core';
-import { MirrorboxError, hasCode, messageOf } from '../../../util/errors.js';
+import { hasCode } from '../../../util/errors.js';
 import { verdictOf } from '../../../watchdog/proc-stat.js';
 import { readStateFile, statePaths } from '../../../watchdog/state.js';
 import { requestStatus, type WatchdogStatus } from '../../../watchdog/watchdog.js';
-import { configFlags, formatDuration, formatTable, locate } from '../../watchdog-common.js';
+import { configFlags, formatDuration, formatTable, locate, failWith } from '../../watchdog-common.js';
 
 /** Exit status when no watchdog is running (as LSB init scripts' "status" uses 3). */
 const exitNotRunning = 3;
@@ -88,7 +88,6 @@ watchdog answers, shows what its state file last recorded, checked against /proc
   }
 
   private fail(err: unknown): never {
-    if (err instanceof MirrorboxError) this.error(err.message, { exit: 2, code: err.code });
-    this.error(messageOf(err), { exit: 1 });
+    failWith(this, err);
   }
 }

@@ -1,8 +1,8 @@
 import { Command, Flags } from '@oclif/core';
-import { MirrorboxError, hasCode, messageOf } from '../../../util/errors.js';
+import { hasCode } from '../../../util/errors.js';
 import { stopRecorded } from '../../../watchdog/orphans.js';
 import { requestStop } from '../../../watchdog/watchdog.js';
-import { configFlags, locate } from '../../watchdog-common.js';
+import { configFlags, locate, failWith } from '../../watchdog-common.js';
 
 export default class WatchdogStop extends Command {
   static override summary = 'Stop the application in reverse order, then the watchdog.';
@@ -38,8 +38,7 @@ answers, stops the processes its state file recorded, if they are still running.
         this.log(stopped.length > 0 ? `stopped ${stopped.join(', ')}` : 'nothing was running');
       }
     } catch (err) {
-      if (err instanceof MirrorboxError) this.error(err.message, { exit: 2, code: err.code });
-      this.error(messageOf(err), { exit: 1 });
+      failWith(this, err);
     }
   }
 }
