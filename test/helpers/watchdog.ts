@@ -3,7 +3,8 @@
  * real fixture processes (test/fixtures/watchdog-service.ts), and reading their journal.
  */
 import { createServer } from 'node:net';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { repoRoot } from './paths.js';
@@ -38,6 +39,20 @@ export function writeConfig(dir: string, yaml: string, file = 'watchdog.yaml'): 
   return path;
 }
 
+/**
+ * A temp folder for one watchdog test (short: the control socket path must fit in 107 bytes).
+ * When the test ends, the watchdog recorded there and every process group it recorded are
+ * killed, then the folder is removed.
+ */
+export function watchdogDir(t: Pick<TestContext, 'after'>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mbwd-'));
+  t.after(() => {
+    killRecorded(join(dir, 'var'));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
 export interface RunningWatchdog {
   proc: Spawned;
   config: string;
@@ -51,12 +66,11 @@ export interface RunningWatchdog {
  */
 export async function startWatchdog(t: Pick<TestContext, 'after'>, config: string, stateDir: string, journal: string, readyTimeoutMs = 30_000): Promise<RunningWatchdog> {
   const proc = spawnCli(t, ['watchdog', 'run', config], { env: { ...process.env, MIRRORBOX_LOG_LEVEL: 'warn' } });
-  t.after(() => killRecorded(stateDir));
   await proc.waitForLine(/^watchdog running/, readyTimeoutMs);
   return { proc, config, stateDir, journal };
 }
 
-/** SIGKILL to every process group the state file records (test clean-up). */
+/** SIGKILL to the watchdog and every process group its state file records (test clean-up). */
 export function killRecorded(stateDir: string): void {
   const path = statePaths(stateDir).state;
   if (!existsSync(path)) return;
@@ -65,6 +79,13 @@ export function killRecorded(stateDir: string): void {
     state = readStateFile(path);
   } catch {
     return;
+  }
+  if (state && alive(state.watchdog.pid)) {
+    try {
+      process.kill(state.watchdog.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
   }
   for (const p of state?.processes ?? []) {
     if (p.pgid === null) continue;
