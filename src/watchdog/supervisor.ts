@@ -661,7 +661,10 @@ export class Supervisor {
     await this.whenIdle();
     this.busy = true;
     const stopped: string[] = [];
-    if (!keepProcesses) {
+    if (keepProcesses) {
+      // Let this process exit while they keep running (a child handle holds the event loop).
+      for (const m of this.members) m.handle?.child?.unref();
+    } else {
       for (let i = this.members.length - 1; i >= 0; i -= 1) {
         const m = this.members[i]!;
         const startedMs = Date.now();

@@ -89,6 +89,7 @@ export class Watchdog {
     await watchdog.supervisor.startAll(previous);
     watchdog.startedUp = true;
     watchdog.stateWriter.schedule();
+    await journal.flush(); // "running" means: everything so far is in the journal
     return watchdog;
   }
 

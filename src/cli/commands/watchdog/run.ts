@@ -65,6 +65,9 @@ adopted, not started twice. Every journal event is printed as it happens; SIGTER
     this.log(`watchdog running: ${running}/${s.supervisor.processes.length} processes up; control socket ${s.watchdog.socket}; journal ${s.watchdog.journal}`);
     await started.done;
     this.log('watchdog stopped');
+    // Exit now: with --keep-processes the children live on and must not hold this process.
+    await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+    process.exit(0);
   }
 
   private fail(err: unknown): never {
