@@ -132,6 +132,8 @@ const processSchema = z.strictObject({
     })
     .default({ signal: 'SIGTERM', timeoutMs: limits.stopTimeoutMsDefault }),
   budget: budgetSchema.optional(),
+  /** Keep a forked shell waiting to exec this command, so a restart needs no fork (default true). */
+  spare: z.boolean().default(true),
 });
 
 const notifySchema = z.strictObject({

@@ -149,6 +149,78 @@ export async function spawnProcess(spec: SpawnSpec, log: OutputLog): Promise<Pro
   return handle;
 }
 
+/**
+ * A spare: `/bin/sh` forked ahead of need, in its own session, with the process's cwd, env and
+ * output log, blocked reading one line from a pipe. Releasing it writes that line; the shell
+ * then execs the real command (same pid, same process group), so a restart pays no fork and no
+ * spawn latency (fork of a Node process costs 1–10 ms on a loaded machine: see README.md).
+ * If the watchdog dies, the pipe closes, `read` fails, and the spare exits without running
+ * anything.
+ */
+export const spareScript = 'read -r go || exit 0; exec "$@" </dev/null';
+
+export class Spare {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly startTicks: number;
+  readonly logPath: string;
+  private released = false;
+
+  private constructor(child: ChildProcess, pid: number, startTicks: number, logPath: string) {
+    this.child = child;
+    this.pid = pid;
+    this.startTicks = startTicks;
+    this.logPath = logPath;
+  }
+
+  /** Forks a spare for `spec`; undefined when /bin/sh cannot be started (the caller spawns directly). */
+  static prepare(spec: SpawnSpec, log: OutputLog): Spare | undefined {
+    let child: ChildProcess;
+    try {
+      child = spawn('/bin/sh', ['-c', spareScript, 'mirrorbox-spare', ...spec.command], {
+        cwd: spec.cwd,
+        env: { ...process.env, ...spec.env },
+        stdio: ['pipe', log.fd, log.fd],
+        detached: true,
+      });
+    } catch {
+      return undefined;
+    } finally {
+      closeSync(log.fd);
+    }
+    child.on('error', () => undefined);
+    child.stdin!.on('error', () => undefined);
+    const stat = child.pid === undefined ? undefined : readProcStat(child.pid);
+    if (!stat || child.pid === undefined) return undefined;
+    return new Spare(child, child.pid, stat.startTicks, log.path);
+  }
+
+  /** Still waiting, and still the same process? */
+  get usable(): boolean {
+    if (this.released || this.child.exitCode !== null || this.child.signalCode !== null) return false;
+    return verdictOf(this.pid, this.startTicks).verdict === 'running';
+  }
+
+  /** Lets the spare exec the command; returns the handle of what it becomes. */
+  release(): ProcHandle {
+    assert.ok(this.usable, 'releasing a spare that is not usable');
+    this.released = true;
+    const handle = new ProcHandle({ pid: this.pid, pgid: this.pid, startTicks: this.startTicks, adopted: false, startedAtMs: Date.now(), child: this.child });
+    this.child.once('exit', (code, signal) => handle.markExited(describeExit(code, signal)));
+    this.child.stdin!.end('\n');
+    return handle;
+  }
+
+  /** Ends an unused spare (it runs nothing but the waiting shell). */
+  discard(): void {
+    if (this.released) return;
+    this.released = true;
+    this.child.stdin!.destroy();
+    if (this.child.exitCode === null && this.child.signalCode === null) signalGroup(this.pid, 'SIGKILL');
+    this.child.unref();
+  }
+}
+
 /** Takes over a process found running in /proc (recorded by a previous watchdog). */
 export function adoptProcess(pid: number, pgid: number, startTicks: number, startedAtMs: number): ProcHandle {
   return new ProcHandle({ pid, pgid, startTicks, adopted: true, startedAtMs });

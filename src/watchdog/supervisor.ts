@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { messageOf } from '../util/errors.js';
@@ -21,7 +22,7 @@ import type { Notifier } from './notify/notifier.js';
 import { openOutputLog, waitForOutputLine } from './output-log.js';
 import { describeVerdict, verdictOf } from './proc-stat.js';
 import { makeProbe, type Probe } from './probes.js';
-import { adoptProcess, spawnProcess, stopGroup, type ExitInfo, type ProcHandle } from './process-handle.js';
+import { adoptProcess, spawnProcess, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
 import { adoptionVerdict, type ProcessRecord, type StateFile } from './state.js';
 import { groupMembers } from './proc-stat.js';
 
@@ -46,6 +47,8 @@ class Member {
   liveBusy = false;
   /** Consecutive /proc checks that found a child gone before its exit event arrived. */
   goneChecks = 0;
+  /** A shell forked ahead of the next restart (see Spare), when `spare` is on. */
+  spare: Spare | undefined;
   readonly failureWindow: SlidingWindow | undefined;
   readonly live: { probe: Probe; describe: string } | undefined;
   readonly ready: { probe: Probe; describe: string } | { stdout: RegExp; describe: string } | undefined;
@@ -195,6 +198,7 @@ export class Supervisor {
     m.readyAtMs = Date.now();
     this.write({ event: 'adopt', process: m.name, pid: record.pid, cause: `still running from watchdog ${previous.watchdog.pid}`, detail: { startTicks: record.startTicks } });
     this.startLiveness(m);
+    this.prepareSpare(m);
     this.onChange();
   }
 
@@ -548,21 +552,32 @@ export class Supervisor {
     m.readyAtMs = null;
     m.goneChecks = 0;
     let handle: ProcHandle;
-    const log = openOutputLog(this.config.logDir, m.name);
-    try {
-      handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.spec.env }, log);
-    } catch (err) {
-      m.handle = undefined;
-      this.markFailed(m, 'fail', messageOf(err));
-      return false;
+    let outputOffset: number;
+    const spare = m.spare;
+    m.spare = undefined;
+    if (spare?.usable) {
+      // The spare wrote nothing yet: the new output starts at the log's current end.
+      outputOffset = fileSize(spare.logPath);
+      handle = spare.release();
+    } else {
+      spare?.discard();
+      const log = openOutputLog(this.config.logDir, m.name);
+      outputOffset = log.offsetBytes;
+      try {
+        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.spec.env }, log);
+      } catch (err) {
+        m.handle = undefined;
+        this.markFailed(m, 'fail', messageOf(err));
+        return false;
+      }
     }
     m.handle = handle;
     m.starts += 1;
     if (m.starts > 1) m.restarts += 1;
     handle.onExit((info) => this.onExit(m, generation, info));
-    this.write({ ...ctx, event: 'start', process: m.name, pid: handle.pid, cause: ctx.rung === null ? 'start' : `${ctx.rung}` });
+    this.write({ ...ctx, event: 'start', process: m.name, pid: handle.pid, cause: ctx.rung === null ? 'start' : `${ctx.rung}`, detail: { spare: spare !== undefined && handle.pid === spare.pid } });
     this.onChange();
-    const failure = await this.waitReady(m, handle, log.offsetBytes);
+    const failure = await this.waitReady(m, handle, outputOffset);
     if (generation !== m.generation) return false;
     if (failure !== null) {
       if (m.state === 'starting') this.markFailed(m, 'fail', failure);
@@ -574,7 +589,24 @@ export class Supervisor {
     this.write({ ...ctx, event: 'ready', process: m.name, pid: handle.pid, cause: m.ready?.describe ?? 'spawned', detail: { readyMs: m.readyAtMs - handle.startedAtMs } });
     this.startLiveness(m);
     this.onChange();
+    this.prepareSpare(m);
     return true;
+  }
+
+  /** Forks the next restart's spare, off the current path (after this tick). */
+  private prepareSpare(m: Member): void {
+    if (!m.spec.spare) return;
+    setImmediate(() => {
+      if (m.spare || this.shuttingDown || m.state !== 'running') return;
+      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.spec.env }, openOutputLog(this.config.logDir, m.name));
+    });
+  }
+
+  private discardSpares(): void {
+    for (const m of this.members) {
+      m.spare?.discard();
+      m.spare = undefined;
+    }
   }
 
   /** Resolves null once ready, or the reason it never got there. */
@@ -659,6 +691,7 @@ export class Supervisor {
     clearTimeout(this.stableTimer);
     for (const m of this.members) this.stopLiveness(m);
     await this.whenIdle();
+    this.discardSpares();
     this.busy = true;
     const stopped: string[] = [];
     if (keepProcesses) {
@@ -733,6 +766,14 @@ export class Supervisor {
 
   private write(input: JournalInput): void {
     this.journal.append(input);
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
   }
 }
 

@@ -88,8 +88,10 @@ export class Watchdog {
     }
     await watchdog.supervisor.startAll(previous);
     watchdog.startedUp = true;
-    watchdog.stateWriter.schedule();
-    await journal.flush(); // "running" means: everything so far is in the journal
+    // "running" means: the journal and the state file hold everything so far.
+    await watchdog.stateWriter.idle();
+    watchdog.stateWriter.writeNow();
+    await journal.flush();
     return watchdog;
   }
 

@@ -3,7 +3,7 @@
  * real fixture processes (test/fixtures/watchdog-service.ts), and reading their journal.
  */
 import { createServer } from 'node:net';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -48,6 +48,7 @@ export function watchdogDir(t: Pick<TestContext, 'after'>): string {
   const dir = mkdtempSync(join(tmpdir(), 'mbwd-'));
   t.after(() => {
     killRecorded(join(dir, 'var'));
+    killByCwd(dir);
     rmSync(dir, { recursive: true, force: true });
   });
   return dir;
@@ -94,6 +95,26 @@ export function killRecorded(stateDir: string): void {
         process.kill(pid, 'SIGKILL');
       } catch {
         // already gone
+      }
+    }
+  }
+}
+
+/** SIGKILL to every process whose working folder is `dir` or below (supervised processes run there). */
+export function killByCwd(dir: string): void {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    let cwd: string;
+    try {
+      cwd = readlinkSync(`/proc/${name}/cwd`);
+    } catch {
+      continue;
+    }
+    if (cwd === dir || cwd.startsWith(`${dir}/`)) {
+      try {
+        process.kill(Number(name), 'SIGKILL');
+      } catch {
+        // gone
       }
     }
   }
