@@ -48,6 +48,8 @@ test('a watchdog killed with SIGKILL is restarted: it adopts a, b, c (no duplica
   assert.deepEqual(steps(after, ['adopt', 'start', 'stop']), ['adopt:a', 'adopt:b', 'adopt:c']);
   assert.deepEqual(after.filter((e) => e.event === 'adopt').map((e) => e.pid), pids);
   assert.match(after.find((e) => e.event === 'adopt')!.cause!, /^still running from watchdog \d+$/);
+  // Nothing was started twice; and the first watchdog's spare shells, whose pipe closed when it
+  // died, exited without running their command (they would have written "start" lines).
   assert.equal(startsOf(events).length, 3, 'nothing was started twice');
   const s = (await requestStatus(stateDir)).supervisor.processes;
   assert.deepEqual(s.map((p) => [p.pid, p.state, p.adopted]), pids.map((pid) => [pid, 'running', true]));

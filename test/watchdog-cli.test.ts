@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { cliPath } from './helpers/paths.js';
 import { run } from './helpers/process.js';
-import { alive, freePort, serviceCommand, startWatchdog, waitForJournal, watchdogDir, writeConfig } from './helpers/watchdog.js';
+import { alive, freePort, serviceCommand, sparesIn, startWatchdog, waitForJournal, waitUntil, watchdogDir, writeConfig } from './helpers/watchdog.js';
 
 const cli = (...args: string[]): ReturnType<typeof run> => run(process.execPath, [cliPath, ...args]);
 
@@ -34,6 +34,7 @@ processes:
   const stateDir = join(dir, 'var');
   const journal = join(stateDir, 'watchdog.jsonl');
   await startWatchdog(t, config, stateDir, journal);
+  await waitUntil(() => sparesIn(dir).length === 2, 5000, 'a spare per process');
 
   const json = await cli('watchdog', 'status', '-c', config, '--json');
   assert.equal(json.code, 0, json.stderr);
@@ -78,6 +79,7 @@ processes:
     stop.stdout.trimEnd().split('\n').map((l) => l.replace(/\d+/g, 'N')),
     ['stopping mirror (pid N)', 'stopped mirror in N ms', 'stopping store (pid N)', 'stopped store in N ms', 'stopped mirror, store; watchdog stopped'],
   );
+  assert.deepEqual(sparesIn(dir), [], 'no spare shell outlives the stop');
   const down = await cli('watchdog', 'status', '-c', config);
   assert.equal(down.code, 3, 'status exits 3 when no watchdog runs');
   assert.match(down.stderr, /watchdog not running \(state folder .*; last watchdog pid \d+, stopped\)/);

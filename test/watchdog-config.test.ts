@@ -43,6 +43,17 @@ test('the issue example parses, with defaults and paths resolved against the con
   assert.equal(c.onExhausted, 'hold');
 });
 
+test('the appliance config (appliance/watchdog.yaml) is valid and runs the NBD server from the repository root', () => {
+  const c = loadConfig(join(repoRoot, 'appliance', 'watchdog.yaml'));
+  assert.equal(c.cwd, repoRoot);
+  assert.equal(c.journal, join(repoRoot, 'var', 'watchdog', 'journal.jsonl'));
+  const store = c.processes[0]!;
+  assert.equal(store.name, 'store');
+  assert.deepEqual(store.command, ['node', 'bin/run.js', 'serve', '--store', './var/disk0.img', '--size', '1G']);
+  assert.deepEqual(store.ready, { nbd: 'nbd://127.0.0.1:10809' });
+  assert.equal(store.stop.signal, 'SIGTERM');
+});
+
 test('corpus: every file is accepted or refused at the line and field its header names', () => {
   const files = readdirSync(corpusDir).filter((f) => f.endsWith('.yaml'));
   assert.ok(files.length >= 10);

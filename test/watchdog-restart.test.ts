@@ -29,6 +29,10 @@ processes:
     command: ${serviceCommand('b', '--port', String(portB))}
     ready: { http: "http://127.0.0.1:${portB}/" }
     stop: { signal: SIGTERM, timeoutMs: 2000 }
+  - name: c
+    command: ${serviceCommand('c')}
+    ready: { stdout: "^ready c" }
+    spare: false
 `,
   );
   const journal = join(dir, 'var', 'watchdog.jsonl');
@@ -65,6 +69,7 @@ processes:
     assert.equal(incident[1]!.rung, 'restart-failed');
     assert.notEqual(incident[2]!.pid, oldPid);
     assert.equal(incident[2]!.pid, incident[3]!.pid);
+    assert.deepEqual(incident[2]!.detail, { spare: true }, 'the restart used the spare shell forked after the last start');
     assert.ok(incident[1]!.timeUs - exit.timeUs < 100_000, 'remedy began within 100 ms of the exit');
     assert.ok(!alive(oldPid));
   });
@@ -92,6 +97,12 @@ processes:
     assert.ok(!alive(oldPid));
   });
 
+  await t.test('with spare: false the restart spawns directly', async () => {
+    const { incident } = await hit('c', 'SIGKILL');
+    assert.deepEqual(incident.map((e) => `${e.event}:${e.process ?? '-'}`), ['exit:c', 'restart:-', 'start:c', 'ready:c', 'resolved:-']);
+    assert.deepEqual(incident[2]!.detail, { spare: false });
+  });
+
   await t.test('status shows restarts and the last cause; a was restarted once, b twice', async () => {
     const s = (await requestStatus(stateDir)).supervisor;
     const a = s.processes.find((p) => p.name === 'a')!;
@@ -102,8 +113,8 @@ processes:
     assert.notEqual(a.pid, firstA);
     assert.equal(b.restarts, 2);
     assert.equal(b.lastCause, 'stopped (SIGSTOP, state T)');
-    assert.equal(s.rungCounters['restart-failed'], 3);
-    assert.equal(s.incidents, 3);
+    assert.equal(s.rungCounters['restart-failed'], 4);
+    assert.equal(s.incidents, 4);
     assert.equal(s.incident, null);
   });
 });

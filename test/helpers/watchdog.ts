@@ -120,6 +120,21 @@ export function killByCwd(dir: string): void {
   }
 }
 
+/** Live spare shells (see Spare in process-handle.ts) whose working folder is `dir`. */
+export function sparesIn(dir: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readlinkSync(`/proc/${name}/cwd`) !== dir) continue;
+      if (readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').includes('mirrorbox-spare') && alive(Number(name))) found.push(Number(name));
+    } catch {
+      continue;
+    }
+  }
+  return found;
+}
+
 export function readEntries(journal: string): JournalEntry[] {
   if (!existsSync(journal)) return [];
   return readFileSync(journal, 'utf8')
