@@ -1,12 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import fc from 'fast-check';
 import { JournalWriter, encodeJournalLine, journalEvents, parseJournalLine, readJournal, type JournalEntry } from '../src/watchdog/journal.js';
 import { MirrorboxError } from '../src/util/errors.js';
 import { repoRoot } from './helpers/paths.js';
 import { tempDir } from './helpers/tmp.js';
+import { requestStatus } from '../src/watchdog/watchdog.js';
+import { serviceCommand, startWatchdog, watchdogDir, writeConfig } from './helpers/watchdog.js';
 
 const corpusDir = join(repoRoot, 'test', 'corpus', 'watchdog-journal');
 
@@ -77,6 +80,33 @@ test('rotation by size keeps the newest files, each under the limit, and reading
   assert.equal(last.seq, total);
 });
 
+test('crash loop: a writer SIGKILLed at random moments never loses an acknowledged entry nor leaves a bad line', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'watchdog.jsonl');
+  const writer = join(repoRoot, 'dist', 'test', 'fixtures', 'journal-writer.js');
+  const bytesMax = 64 * 1024; // small, so rotations happen during the loop too
+  let acknowledged = -1;
+  for (let round = 0; round < 12; round += 1) {
+    const child = spawn(process.execPath, [writer, path, String(bytesMax)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+    await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 150)));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const acks = out.split('\n').filter((l) => /^\d+$/.test(l)).map(Number);
+    if (acks.length > 0) acknowledged = Math.max(acknowledged, acks[acks.length - 1]!);
+    // Reopening cuts any torn tail; then every line must be an entry, in sequence.
+    await (await JournalWriter.open(path, { bytesMax, filesKept: 50 })).close();
+    const read = readJournal(path, {}, 50);
+    assert.equal(read.skippedLines, 0, `round ${round}: bad lines`);
+    const seqs = read.entries.map((e) => e.seq);
+    assert.equal(seqs[0], 0);
+    seqs.forEach((s, i) => i > 0 && assert.equal(s, seqs[i - 1]! + 1, `round ${round}: gap at ${i}`));
+    assert.ok(seqs[seqs.length - 1]! >= acknowledged, `round ${round}: acknowledged seq ${acknowledged} lost (last ${seqs[seqs.length - 1]})`);
+  }
+  assert.ok(acknowledged > 100, 'the writer got work done between kills');
+});
+
 test('queries filter by time, process and incident', async (t) => {
   const path = join(tempDir(t), 'watchdog.jsonl');
   const j = await JournalWriter.open(path);
@@ -142,4 +172,52 @@ test('fuzz: parseJournalLine gives an entry or JOURNAL_LINE; encode → parse is
     }),
     { numRuns: 1000 },
   );
+});
+
+test('a failing disk (/dev/full: ENOSPC): appends never throw, flush rejects JOURNAL_WRITE, errors are reported and retried', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'watchdog.jsonl');
+  symlinkSync('/dev/full', path);
+  const j = await JournalWriter.open(path);
+  const errors: string[] = [];
+  j.onError((err) => errors.push(`${err.code}: ${err.message}`));
+  const e = j.append({ event: 'start', process: 'a', pid: 1 });
+  assert.equal(e.seq, 0);
+  await assert.rejects(j.flush(), (err: Error & { code?: string }) => err.code === 'JOURNAL_WRITE' && /ENOSPC/.test(err.message));
+  assert.match(errors[0]!, /^JOURNAL_WRITE: cannot write the journal .*ENOSPC/);
+  // Entries keep coming while the disk is full; beyond the queue bound the oldest are dropped.
+  const big = 'x'.repeat(900);
+  for (let i = 0; i < 6000; i += 1) j.append({ event: 'exit', process: 'a', pid: 2, cause: big });
+  assert.ok(j.droppedEntries > 0);
+  await new Promise((r) => setTimeout(r, 1200)); // one retry
+  assert.ok(errors.length >= 2, 'the write was retried');
+  await j.close();
+});
+
+test('the watchdog keeps supervising when its journal cannot be written', async (t) => {
+  const dir = watchdogDir(t);
+  mkdirSync(join(dir, 'var'));
+  symlinkSync('/dev/full', join(dir, 'var', 'journal.jsonl'));
+  const config = writeConfig(
+    dir,
+    `
+journal: ./var/journal.jsonl
+checkIntervalMs: 50
+ladder: [restart-failed]
+processes:
+  - { name: a, command: ${serviceCommand('a')}, ready: { stdout: "^ready a" } }
+`,
+  );
+  const stateDir = join(dir, 'var');
+  const w = await startWatchdog(t, config, stateDir, join(stateDir, 'journal.jsonl'));
+  const pid = (await requestStatus(stateDir)).supervisor.processes[0]!.pid!;
+  process.kill(pid, 'SIGKILL');
+  let restarted = false;
+  for (let i = 0; i < 200 && !restarted; i += 1) {
+    const p = (await requestStatus(stateDir)).supervisor.processes[0]!;
+    restarted = p.state === 'running' && p.pid !== pid && p.restarts === 1;
+    if (!restarted) await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.ok(restarted, 'restarted although every journal write fails');
+  assert.match(w.proc.stderr(), /journal write failed; retrying/);
 });

@@ -7,12 +7,12 @@
  * loop turns everything queued into a single write + fdatasync (group commit), so a restart is
  * never held up by the disk. `flush()` resolves once everything appended so far is durable.
  */
-import { closeSync, openSync, fsyncSync, fstatSync, readFileSync, existsSync, ftruncateSync, readSync, mkdirSync } from 'node:fs';
+import { closeSync, openSync, fsyncSync, fstatSync, readFileSync, existsSync, ftruncateSync, readSync, mkdirSync, statSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
-import { MirrorboxError } from '../util/errors.js';
+import { MirrorboxError, hasCode, messageOf } from '../util/errors.js';
 import * as limits from './limits.js';
 
 export const journalVersion = 1;
@@ -110,9 +110,17 @@ export interface JournalOptions {
 /** The paths of a journal's files, oldest first (rotated ones, then the live one). */
 export function journalFiles(path: string, filesKept = limits.journalFilesKeptDefault): string[] {
   const files: string[] = [];
-  for (let i = filesKept; i >= 1; i -= 1) if (existsSync(`${path}.${i}`)) files.push(`${path}.${i}`);
-  if (existsSync(path)) files.push(path);
+  for (let i = filesKept; i >= 1; i -= 1) if (isRegularFile(`${path}.${i}`)) files.push(`${path}.${i}`);
+  if (isRegularFile(path)) files.push(path);
   return files;
+}
+
+function isRegularFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 export class JournalWriter {
@@ -125,7 +133,13 @@ export class JournalWriter {
   private queue: Buffer[] = [];
   private waiters: (() => void)[] = [];
   private writing = false;
-  private failure: unknown;
+  /** The last write error, until a write succeeds again. */
+  private failure: MirrorboxError | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private queuedBytes = 0;
+  /** Entries dropped because the disk failed for longer than the queue could hold. */
+  droppedEntries = 0;
+  private errorListener: ((err: MirrorboxError) => void) | undefined;
   private listeners: ((entry: JournalEntry) => void)[] = [];
 
   private constructor(path: string, sizeBytes: number, nextSeq: number, options: JournalOptions) {
@@ -147,7 +161,7 @@ export class JournalWriter {
     let sizeBytes: number;
     try {
       sizeBytes = cutTornTail(fd);
-      fsyncSync(fd);
+      fsyncBestEffort(fd);
     } finally {
       closeSync(fd);
     }
@@ -162,9 +176,18 @@ export class JournalWriter {
     this.listeners.push(listener);
   }
 
-  /** Stamps and queues an entry; returns it at once. Durable after the next `flush()`. */
+  /** Told about write errors (each time a batch fails). */
+  onError(listener: (err: MirrorboxError) => void): void {
+    this.errorListener = listener;
+  }
+
+  /**
+   * Stamps and queues an entry; returns it at once. Durable after the next `flush()`. Never
+   * throws for a disk problem: supervision must go on when the journal's disk fails. Failed
+   * batches are retried every journalRetryMs; past journalQueueBytesMax the oldest are dropped
+   * (counted in droppedEntries; the sequence numbers show the gap).
+   */
   append(input: JournalInput): JournalEntry {
-    if (this.failure) throw this.failure;
     const timeUs = nowUs();
     const entry: JournalEntry = {
       v: journalVersion,
@@ -183,16 +206,22 @@ export class JournalWriter {
       ...(input.detail !== undefined ? { detail: input.detail } : {}),
     };
     this.nextSeq += 1;
-    this.queue.push(encodeJournalLine(entry));
+    const line = encodeJournalLine(entry);
+    this.queue.push(line);
+    this.queuedBytes += line.length;
+    while (this.queuedBytes > limits.journalQueueBytesMax && this.queue.length > 1) {
+      this.queuedBytes -= this.queue.shift()!.length;
+      this.droppedEntries += 1;
+    }
     for (const listener of this.listeners) listener(entry);
-    if (!this.writing) void this.drain();
+    if (!this.writing && this.retryTimer === undefined) void this.drain();
     return entry;
   }
 
-  /** Resolves when everything appended so far is on disk (rejects if the disk failed). */
+  /** Resolves when everything appended so far is on disk; rejects (JOURNAL_WRITE) if the disk failed. */
   flush(): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
     if (!this.writing && this.queue.length === 0) return Promise.resolve();
+    if (this.failure && !this.writing) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       this.waiters.push(() => (this.failure ? reject(this.failure) : resolve()));
     });
@@ -200,28 +229,48 @@ export class JournalWriter {
 
   async close(): Promise<void> {
     await this.flush().catch(() => undefined);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     await this.handle?.close();
     this.handle = undefined;
   }
 
   private async drain(): Promise<void> {
     this.writing = true;
+    this.retryTimer = undefined;
+    let lines: Buffer[] = [];
+    let waiters: (() => void)[] = [];
     try {
       while (this.queue.length > 0) {
-        const batch = Buffer.concat(this.queue);
+        lines = this.queue;
+        const batch = Buffer.concat(lines);
         this.queue = [];
-        const waiters = this.waiters;
+        this.queuedBytes = 0;
+        waiters = this.waiters;
         this.waiters = [];
         if (this.sizeBytes > 0 && this.sizeBytes + batch.length > this.bytesMax) await this.rotate();
         const handle = this.handle;
         assert.ok(handle, 'journal written after close');
-        await handle.write(batch);
+        if (this.failure) await handle.truncate(this.sizeBytes); // drop a torn partial write first
+        const { bytesWritten } = await handle.write(batch);
+        if (bytesWritten !== batch.length) throw new Error(`short write (${bytesWritten} of ${batch.length} bytes)`);
         await handle.datasync();
         this.sizeBytes += batch.length;
+        this.failure = undefined;
+        lines = [];
         for (const wake of waiters) wake();
+        waiters = [];
       }
     } catch (err) {
-      this.failure = new MirrorboxError('JOURNAL_WRITE', `cannot write the journal ${this.path}: ${String(err)}`, { cause: err });
+      // Keep the batch for the next try, ahead of anything appended meanwhile. A torn partial
+      // write is cut off when the journal is next opened.
+      this.queue = [...lines, ...this.queue];
+      this.queuedBytes = this.queue.reduce((n, b) => n + b.length, 0);
+      this.failure = new MirrorboxError('JOURNAL_WRITE', `cannot write the journal ${this.path}: ${messageOf(err)}`, { cause: err });
+      this.errorListener?.(this.failure);
+      for (const wake of waiters) wake(); // they see the failure and reject
+      this.retryTimer = setTimeout(() => void this.drain(), limits.journalRetryMs);
+      this.retryTimer.unref();
     } finally {
       this.writing = false;
       const waiters = this.waiters;
@@ -244,9 +293,20 @@ export class JournalWriter {
   }
 }
 
+/** fsync, except on special files that cannot sync (EINVAL): their writes fail visibly instead. */
+function fsyncBestEffort(fd: number): void {
+  try {
+    fsyncSync(fd);
+  } catch (err) {
+    if (!hasCode(err, 'EINVAL')) throw err;
+  }
+}
+
 /** Truncates the file after its last newline; returns the new size. */
 function cutTornTail(fd: number): number {
-  const size = fstatSync(fd).size;
+  const st = fstatSync(fd);
+  if (!st.isFile()) return 0;
+  const size = st.size;
   if (size === 0) return 0;
   const chunkBytes = 4096;
   let end = size;

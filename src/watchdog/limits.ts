@@ -32,6 +32,13 @@ export const probeTimeoutMsDefault = 1_000;
 /** default journal rotation: rotate when the file would exceed this, keep this many old files. */
 export const journalBytesMaxDefault = 16 * 1024 * 1024;
 export const journalFilesKeptDefault = 4;
+/** Entries held in memory while the journal's disk fails; beyond this the oldest are dropped. */
+export const journalQueueBytesMax = 4 * 1024 * 1024;
+/** How often a failed journal write is retried. */
+export const journalRetryMs = 1_000;
+/** How often a failed state-file write is retried, and how long a stop waits for it. */
+export const stateRetryMs = 1_000;
+export const stateIdleWaitMsMax = 5_000;
 /** One journal line may not exceed this (a longer cause is truncated). */
 export const journalLineBytesMax = 8 * 1024;
 /** A cause or detail string is cut to this many characters before it is journaled. */

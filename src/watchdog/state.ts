@@ -20,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { MirrorboxError, hasCode } from '../util/errors.js';
 import { bootId, verdictOf, type Verdict } from './proc-stat.js';
+import * as limits from './limits.js';
 
 export const stateVersion = 1;
 
@@ -116,6 +117,9 @@ export class StateWriter {
   private dirty = false;
   private readonly tmpPath: string;
 
+  /** Told when a write fails (it is retried every stateRetryMs). */
+  onError: (err: unknown) => void = () => undefined;
+
   constructor(
     readonly path: string,
     private readonly snapshot: () => StateFile,
@@ -142,9 +146,10 @@ export class StateWriter {
     renameSync(this.tmpPath, this.path);
   }
 
-  /** Resolves once no write is pending. */
+  /** Resolves once no write is pending (or the disk keeps failing for idleWaitMsMax). */
   async idle(): Promise<void> {
-    while (this.busy || this.dirty) await new Promise((r) => setTimeout(r, 2));
+    const deadline = Date.now() + limits.stateIdleWaitMsMax;
+    while ((this.busy || this.dirty) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
   }
 
   private async loop(): Promise<void> {
@@ -162,6 +167,10 @@ export class StateWriter {
         }
         await rename(this.tmpPath, this.path);
       }
+    } catch (err) {
+      this.onError(err);
+      this.dirty = true;
+      setTimeout(() => this.schedule(), limits.stateRetryMs).unref();
     } finally {
       this.busy = false;
     }

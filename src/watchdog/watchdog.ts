@@ -50,7 +50,10 @@ export class Watchdog {
   /** Resolves once the watchdog has stopped (after `stop`, a signal, or a control request). */
   readonly done: Promise<void> = new Promise((r) => (this.resolveDone = r));
 
+  private readonly log: Logger;
+
   private constructor(config: WatchdogConfig, journal: JournalWriter, previous: StateFile | undefined, log: Logger) {
+    this.log = log;
     this.config = config;
     this.journal = journal;
     this.previous = previous;
@@ -78,6 +81,9 @@ export class Watchdog {
     }
     const journal = await JournalWriter.open(config.journal, { bytesMax: config.journalRotate?.maxBytes, filesKept: config.journalRotate?.keep });
     const watchdog = new Watchdog(config, journal, previous, log);
+    // A failing disk must not stop the supervision: report it and keep going (writes are retried).
+    journal.onError((err) => log.error({ err: err.message, dropped: journal.droppedEntries }, 'journal write failed; retrying'));
+    watchdog.stateWriter.onError = (err) => log.error({ err: messageOf(err) }, 'state file write failed; retrying');
     beforeStart(watchdog);
     watchdog.server = await startControlServer(paths.socket, (request, progress) => watchdog.handle(request, progress));
     journal.append({ event: 'watchdog', cause: `started with ${config.file}`, detail: { processes: config.processes.map((p) => p.name) } });
@@ -91,7 +97,8 @@ export class Watchdog {
     // "running" means: the journal and the state file hold everything so far.
     await watchdog.stateWriter.idle();
     watchdog.stateWriter.writeNow();
-    await journal.flush();
+    // A journal that cannot be written is reported (and retried) but does not stop supervision.
+    await journal.flush().catch(() => undefined);
     return watchdog;
   }
 
@@ -124,7 +131,11 @@ export class Watchdog {
     this.journal.append({ event: 'watchdog', cause: keepProcesses ? 'stopped; processes left running for the next watchdog to adopt' : 'stopped with the application' });
     await this.notifier.settle();
     await this.stateWriter.idle();
-    this.stateWriter.writeNow();
+    try {
+      this.stateWriter.writeNow();
+    } catch (err) {
+      this.log.error({ err: messageOf(err) }, 'cannot write the state file at stop');
+    }
     await this.journal.close();
     this.hardware?.stop();
     setImmediate(() => {
