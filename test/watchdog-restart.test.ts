@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { requestStatus } from '../src/watchdog/watchdog.js';
 import type { JournalEntry } from '../src/watchdog/journal.js';
 import { alive, freePort, watchdogDir, serviceCommand, startWatchdog, waitForJournal, writeConfig } from './helpers/watchdog.js';
@@ -117,4 +118,40 @@ processes:
     assert.equal(s.incidents, 4);
     assert.equal(s.incident, null);
   });
+});
+
+/** The nice value of a process (field 19 of /proc/PID/stat). */
+function niceOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
+test('nice: the watchdog raises its own priority; the processes it starts (directly or from a spare) keep the base one', async (t) => {
+  const dir = watchdogDir(t);
+  const config = writeConfig(
+    dir,
+    `
+journal: ./var/watchdog.jsonl
+checkIntervalMs: 50
+ladder: [restart-failed]
+stableMs: 100
+nice: -10
+processes:
+  - { name: a, command: ${serviceCommand('a')}, ready: { stdout: "^ready a" } }
+`,
+  );
+  const stateDir = join(dir, 'var');
+  const journal = join(stateDir, 'watchdog.jsonl');
+  const w = await startWatchdog(t, config, stateDir, journal);
+  const base = niceOf(process.pid);
+  assert.equal(niceOf(w.proc.child.pid!), -10);
+  const status = await requestStatus(stateDir);
+  assert.equal(status.watchdog.nice, -10);
+  const first = status.supervisor.processes[0]!.pid!;
+  assert.equal(niceOf(first), base);
+  process.kill(first, 'SIGKILL');
+  const entries = await waitForJournal(journal, (es) => es.some((e) => e.event === 'resolved'), 10_000, 'restart');
+  const restarted = entries.filter((e) => e.event === 'ready').at(-1)!.pid!;
+  assert.deepEqual(entries.filter((e) => e.event === 'start').at(-1)!.detail, { spare: true });
+  assert.equal(niceOf(restarted), base);
 });

@@ -200,6 +200,8 @@ const configObject = z.strictObject({
     budget: budgetSchema.optional(),
     onExhausted: z.enum(['hold', 'retry']).default('hold'),
     notify: notifySchema.optional(),
+    /** The watchdog's own nice value (−20…19); the processes it starts keep the one it started with. */
+    nice: z.number().int().min(-20).max(19).optional(),
     hardwareWatchdog: z.strictObject({ device: z.string().min(1), everyMs: positiveMs.default(limits.hardwareFeedMsDefault) }).optional(),
     processes: z.array(processSchema).min(1, 'needs at least one process').max(limits.processesMax),
   });

@@ -112,6 +112,8 @@ export interface SpawnSpec {
   command: readonly string[];
   cwd: string;
   env?: Record<string, string> | undefined;
+  /** Called with the new pid right after the fork (e.g. to reset its nice value). */
+  onSpawned?: ((pid: number) => void) | undefined;
 }
 
 /**
@@ -139,6 +141,7 @@ export async function spawnProcess(spec: SpawnSpec, log: OutputLog): Promise<Pro
     const err = await new Promise<Error>((resolve) => child.once('error', resolve));
     throw new MirrorboxError('SPAWN_FAILED', `cannot start ${program}: ${hasCode(err, 'ENOENT') ? 'no such program or cwd' : messageOf(err)}`, { cause: err });
   }
+  spec.onSpawned?.(pid);
   // uv_spawn returns after exec succeeded, and the child cannot be reaped before we yield:
   // /proc/PID/stat is there (at worst as a zombie).
   const stat = readProcStat(pid);
@@ -190,6 +193,7 @@ export class Spare {
     }
     child.on('error', () => undefined);
     child.stdin!.on('error', () => undefined);
+    if (child.pid !== undefined) spec.onSpawned?.(child.pid);
     const stat = child.pid === undefined ? undefined : readProcStat(child.pid);
     if (!stat || child.pid === undefined) return undefined;
     return new Spare(child, child.pid, stat.startTicks, log.path);

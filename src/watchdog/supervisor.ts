@@ -20,11 +20,10 @@ import * as limits from './limits.js';
 import { buildAlert } from './notify/alert.js';
 import type { Notifier } from './notify/notifier.js';
 import { openOutputLog, waitForOutputLine } from './output-log.js';
-import { describeVerdict, verdictOf } from './proc-stat.js';
+import { describeVerdict, groupMembers, verdictOf } from './proc-stat.js';
 import { makeProbe, type Probe } from './probes.js';
 import { adoptProcess, spawnProcess, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
 import { adoptionVerdict, type ProcessRecord, type StateFile } from './state.js';
-import { groupMembers } from './proc-stat.js';
 
 export type MemberState = 'stopped' | 'starting' | 'running' | 'stopping' | 'failed' | 'held';
 type Remedy = Exclude<Rung, 'notify'>;
@@ -109,6 +108,8 @@ export interface SupervisorOptions {
   log: Logger;
   /** Called whenever what the state file holds has changed. */
   onChange: () => void;
+  /** Called with each process the supervisor starts, right after the fork. */
+  onSpawned?: (pid: number) => void;
 }
 
 export function newIncidentId(nowMs = Date.now()): string {
@@ -123,6 +124,7 @@ export class Supervisor {
   private readonly notifier: Notifier;
   private readonly log: Logger;
   private readonly onChange: () => void;
+  private readonly onSpawned: ((pid: number) => void) | undefined;
   private readonly policy: LadderPolicy;
   private readonly appWindow: SlidingWindow | undefined;
   private incident: Incident | undefined;
@@ -141,6 +143,7 @@ export class Supervisor {
     this.notifier = options.notifier;
     this.log = options.log;
     this.onChange = options.onChange;
+    this.onSpawned = options.onSpawned;
     this.members = this.config.processes.map((spec, i) => new Member(i, spec, resolve(this.config.cwd, spec.cwd ?? '.')));
     this.policy = { ladder: this.config.ladder, attemptsPerRung: this.config.attemptsPerRung, onExhausted: this.config.onExhausted, backoff: this.config.backoff };
     this.appWindow = this.config.budget ? new SlidingWindow(this.config.budget.windowSeconds * 1000) : undefined;
@@ -346,6 +349,7 @@ export class Supervisor {
   }
 
   private async remedyLoop(): Promise<void> {
+    assert.ok(!this.busy, 'a second remedy loop');
     this.busy = true;
     try {
       while (!this.shuttingDown) {
@@ -505,6 +509,7 @@ export class Supervisor {
   private async applyRung(rung: Remedy, incident: Incident): Promise<string> {
     const ctx: Context = { incident: incident.id, rung };
     const down = this.down();
+    assert.ok(down.length > 0, 'a remedy with nothing down');
     const first = Math.min(...down.map((m) => m.index));
     const names = down.map((m) => m.name).join(', ');
     const n = this.members.length;
@@ -546,6 +551,7 @@ export class Supervisor {
    * it cannot be started, exits, or is not ready within readyTimeoutMs.
    */
   private async startMember(m: Member, ctx: Context): Promise<boolean> {
+    assert.ok(m.state !== 'running' && m.state !== 'starting' && m.state !== 'stopping', `starting ${m.name} while ${m.state}`);
     m.generation += 1;
     const generation = m.generation;
     m.state = 'starting';
@@ -564,7 +570,7 @@ export class Supervisor {
       const log = openOutputLog(this.config.logDir, m.name);
       outputOffset = log.offsetBytes;
       try {
-        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.spec.env }, log);
+        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.spec.env, onSpawned: this.onSpawned }, log);
       } catch (err) {
         m.handle = undefined;
         this.markFailed(m, 'fail', messageOf(err));
@@ -598,7 +604,7 @@ export class Supervisor {
     if (!m.spec.spare) return;
     setImmediate(() => {
       if (m.spare || this.shuttingDown || m.state !== 'running') return;
-      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.spec.env }, openOutputLog(this.config.logDir, m.name));
+      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.spec.env, onSpawned: this.onSpawned }, openOutputLog(this.config.logDir, m.name));
     });
   }
 

@@ -15,6 +15,7 @@ import { Notifier } from './notify/notifier.js';
 import { bootId, selfStartTicks } from './proc-stat.js';
 import { readStateFile, recordedWatchdogAlive, statePaths, StateWriter, stateVersion, type StateFile } from './state.js';
 import { Supervisor, type SupervisorStatus } from './supervisor.js';
+import { Priority } from './priority.js';
 
 export interface WatchdogStatus {
   watchdog: {
@@ -26,6 +27,7 @@ export interface WatchdogStatus {
     stateFile: string;
     checkIntervalMs: number;
     ladder: string[];
+    nice: number;
     hardwareFeeds: number | null;
   };
   supervisor: SupervisorStatus;
@@ -52,14 +54,24 @@ export class Watchdog {
 
   private readonly log: Logger;
 
-  private constructor(config: WatchdogConfig, journal: JournalWriter, previous: StateFile | undefined, log: Logger) {
+  private readonly priority: Priority;
+
+  private constructor(config: WatchdogConfig, journal: JournalWriter, previous: StateFile | undefined, log: Logger, priority: Priority) {
     this.log = log;
+    this.priority = priority;
     this.config = config;
     this.journal = journal;
     this.previous = previous;
     this.paths = statePaths(config.stateDir);
     this.notifier = new Notifier(config.notify);
-    this.supervisor = new Supervisor({ config, journal, notifier: this.notifier, log, onChange: () => this.stateWriter.schedule() });
+    this.supervisor = new Supervisor({
+      config,
+      journal,
+      notifier: this.notifier,
+      log,
+      onChange: () => this.stateWriter.schedule(),
+      onSpawned: (pid) => this.priority.resetChild(pid),
+    });
     this.stateWriter = new StateWriter(this.paths.state, () => this.snapshot());
   }
 
@@ -79,8 +91,9 @@ export class Watchdog {
     if (previous && previous.watchdog.state === 'running' && recordedWatchdogAlive(previous) && previous.watchdog.pid !== process.pid) {
       throw new MirrorboxError('WATCHDOG_RUNNING', `a watchdog (pid ${previous.watchdog.pid}) already runs with state in ${config.stateDir}`);
     }
+    const priority = new Priority(config.nice);
     const journal = await JournalWriter.open(config.journal, { bytesMax: config.journalRotate?.maxBytes, filesKept: config.journalRotate?.keep });
-    const watchdog = new Watchdog(config, journal, previous, log);
+    const watchdog = new Watchdog(config, journal, previous, log, priority);
     // A failing disk must not stop the supervision: report it and keep going (writes are retried).
     journal.onError((err) => log.error({ err: err.message, dropped: journal.droppedEntries }, 'journal write failed; retrying'));
     watchdog.stateWriter.onError = (err) => log.error({ err: messageOf(err) }, 'state file write failed; retrying');
@@ -113,6 +126,7 @@ export class Watchdog {
         stateFile: this.paths.state,
         checkIntervalMs: this.config.checkIntervalMs,
         ladder: [...this.config.ladder],
+        nice: this.priority.nice,
         hardwareFeeds: this.hardware ? this.hardware.feeds : null,
       },
       supervisor: this.supervisor.status(),
