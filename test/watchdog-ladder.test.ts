@@ -99,13 +99,14 @@ test('a crash loop climbs restart-failed → partial-restart → full-restart �
       'journal: ./var/watchdog.jsonl',
       'checkIntervalMs: 50',
       'ladder: [restart-failed, partial-restart, full-restart, notify]',
-      'stableMs: 5000',
+      'stableMs: 10000',
       'backoff: { initialMs: 20, maxMs: 100 }',
       `notify: { webhook: { url: "http://127.0.0.1:${hookPort}/alert" } }`,
     ].join('\n'),
-    // b, once crashFile exists, exits with code 3 1.5 s after each start: long enough for any
-    // remedy to finish first, well inside stableMs, so each rung "does not hold".
-    (name) => (name === 'b' ? ['--crash-if-file', crashFile, '--crash-delay-ms', '1500'] : []),
+    // b, once crashFile exists, exits with code 3 3 s after each start: long enough for any
+    // remedy to finish first (even on a slow machine), well inside stableMs, so each rung
+    // "does not hold".
+    (name) => (name === 'b' ? ['--crash-if-file', crashFile, '--crash-delay-ms', '3000'] : []),
   );
   const journal = join(dir, 'var', 'watchdog.jsonl');
   const stateDir = join(dir, 'var');
@@ -114,7 +115,7 @@ test('a crash loop climbs restart-failed → partial-restart → full-restart �
   const bPid = (await requestStatus(stateDir)).supervisor.processes.find((p) => p.name === 'b')!.pid!;
   const from = (await waitForJournal(journal, () => true)).length;
   process.kill(bPid, 'SIGKILL');
-  const entries = (await waitForJournal(journal, (es) => es.slice(from).some((e) => e.event === 'hold'), 30_000, 'hold')).slice(from);
+  const entries = (await waitForJournal(journal, (es) => es.slice(from).some((e) => e.event === 'hold'), 60_000, 'hold')).slice(from);
   await waitForJournal(journal, (es) => es.some((e) => e.event === 'notify'), 5000, 'notify journaled');
   const incident = entries[0]!.incident!;
   assert.ok(entries.every((e) => e.incident === incident), 'one incident throughout');
