@@ -1,0 +1,53 @@
+import { Command, Flags } from '@oclif/core';
+import { MirrorboxError } from '../../../util/errors.js';
+import { readJournal } from '../../../watchdog/journal.js';
+import { configFlags, formatTable, locate, parseSince, failWith } from '../../watchdog-common.js';
+
+export default class WatchdogJournal extends Command {
+  static override summary = 'Read the restart/shutdown journal (rotated files included, oldest first).';
+
+  static override description = `Every start, ready, exit, fail, stop, kill, restart, escalate, notify, hold and resolved
+event, with its process, pid, cause, rung and incident id. The format is in src/watchdog/FORMATS.md.`;
+
+  static override examples = [
+    { description: 'The last hour', command: '<%= config.bin %> watchdog journal -c appliance/watchdog.yaml --since 1h' },
+    { description: 'One process since a point in time, as JSON', command: '<%= config.bin %> watchdog journal -c appliance/watchdog.yaml --process store --since 2024-05-01T12:00:00Z --json' },
+    { description: 'Everything about one incident', command: '<%= config.bin %> watchdog journal -c appliance/watchdog.yaml --incident 20240501T120000Z-3fa2c1' },
+  ];
+
+  static override flags = {
+    ...configFlags,
+    file: Flags.string({ description: 'read this journal file instead of the one the config names' }),
+    since: Flags.string({ description: 'only events at or after this time: ISO time, or a span back from now (90s, 15m, 2h, 1d)' }),
+    process: Flags.string({ description: 'only events about this process' }),
+    incident: Flags.string({ description: 'only events of this incident' }),
+    json: Flags.boolean({ description: 'print a JSON array of entries instead of a table' }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(WatchdogJournal);
+    try {
+      const journal = flags.file ?? locate(flags).journal;
+      if (journal === undefined) throw new MirrorboxError('WATCHDOG_CONFIG_NOT_FOUND', 'no journal: pass --config FILE or --file JOURNAL');
+      const query = {
+        ...(flags.since !== undefined ? { sinceMs: parseSince(flags.since) } : {}),
+        ...(flags.process !== undefined ? { process: flags.process } : {}),
+        ...(flags.incident !== undefined ? { incident: flags.incident } : {}),
+      };
+      const read = readJournal(journal, query);
+      if (read.skippedLines > 0) this.warn(`${read.skippedLines} line(s) of ${journal} are not journal entries and were skipped`);
+      if (flags.json) {
+        this.log(JSON.stringify(read.entries, null, 2));
+        return;
+      }
+      this.log(
+        formatTable(
+          ['TIME', 'EVENT', 'PROCESS', 'PID', 'RUNG', 'INCIDENT', 'CAUSE'],
+          read.entries.map((e) => [e.time, e.event, e.process ?? '-', e.pid === null ? '-' : String(e.pid), e.rung ?? '-', e.incident ?? '-', e.cause ?? '-']),
+        ),
+      );
+    } catch (err) {
+      failWith(this, err);
+    }
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * What the `mirrorbox watchdog ...` commands share: how they find the watchdog (config file or
+ * state folder), and how they print tables, durations and journal lines.
+ */
+import { existsSync } from 'node:fs';
+import { Flags, type Command } from '@oclif/core';
+import { MirrorboxError, messageOf } from '../util/errors.js';
+import { loadConfig, type WatchdogConfig } from '../watchdog/config.js';
+import type { JournalEntry } from '../watchdog/journal.js';
+
+export const configFlags = {
+  config: Flags.string({
+    char: 'c',
+    description: 'the watchdog config file (default: $MIRRORBOX_WATCHDOG_CONFIG, ./watchdog.yaml or ./appliance/watchdog.yaml)',
+  }),
+  'state-dir': Flags.string({
+    description: 'the folder holding watchdog.sock and watchdog.state.json (default: from the config)',
+  }),
+};
+
+/** Config files tried, in order, when --config is not given. */
+export const configCandidates = ['watchdog.yaml', 'appliance/watchdog.yaml'];
+
+export interface Located {
+  config: WatchdogConfig | undefined;
+  stateDir: string;
+  journal: string | undefined;
+}
+
+/** Finds the config (and from it the state folder and journal) the way every command does. */
+export function locate(flags: { config?: string | undefined; 'state-dir'?: string | undefined }): Located {
+  const explicit = flags.config ?? process.env['MIRRORBOX_WATCHDOG_CONFIG'];
+  const file = explicit ?? configCandidates.find((c) => existsSync(c));
+  const config = file !== undefined ? loadConfig(file) : undefined;
+  const stateDir = flags['state-dir'] ?? config?.stateDir;
+  if (stateDir === undefined) {
+    throw new MirrorboxError('WATCHDOG_CONFIG_NOT_FOUND', `no config given and none of ${configCandidates.join(', ')} exists here: pass --config FILE or --state-dir DIR`);
+  }
+  return { config, stateDir, journal: config?.journal };
+}
+
+/** Plain text table with a header row; columns padded to their widest cell. */
+export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+/** 950 → "950ms", 61_000 → "1m1s", 90_061_000 → "1d1h1m". */
+export function formatDuration(ms: number | null): string {
+  if (ms === null) return '-';
+  const secondMs = 1000;
+  if (ms < secondMs) return `${Math.round(ms)}ms`;
+  let s = Math.floor(ms / secondMs);
+  const d = Math.floor(s / 86_400);
+  s -= d * 86_400;
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  if (d > 0) return `${d}d${h}h${m}m`;
+  if (h > 0) return `${h}h${m}m${s}s`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
+}
+
+/** One journal entry as a line for people (the run command prints these as they happen). */
+export function formatEntry(e: JournalEntry): string {
+  const time = e.time.slice(11, 23);
+  const parts = [time, e.event.padEnd(8), e.process ?? '-'];
+  if (e.pid !== null) parts.push(`pid=${e.pid}`);
+  if (e.rung !== null) parts.push(`rung=${e.rung}`);
+  if (e.incident !== null) parts.push(`incident=${e.incident}`);
+  if (e.cause !== null) parts.push(`: ${e.cause}`);
+  return parts.join(' ');
+}
+
+/**
+ * Parses --since: an ISO date/time, or a span back from now ("90s", "15m", "2h", "1d").
+ * Throws MirrorboxError BAD_SINCE.
+ */
+export function parseSince(text: string, nowMs = Date.now()): number {
+  const span = /^(\d+)\s*(s|m|h|d)$/.exec(text.trim());
+  if (span) {
+    const unitMs: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+    return nowMs - Number(span[1]) * unitMs[span[2]!]!;
+  }
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) throw new MirrorboxError('BAD_SINCE', `--since "${text}": expected an ISO time (2024-05-01T12:00:00Z) or a span like 90s, 15m, 2h, 1d`);
+  return ms;
+}
+
+/** Exit status for a typed (expected) error: bad config, bad flag, watchdog not answering... */
+export const exitTypedError = 2;
+
+/**
+ * Ends a command on an error: a MirrorboxError is printed plainly to stderr (config problems
+ * stay one per line, "file:line:column: field: message", as editors and grep like them) with
+ * its code; anything else is a bug and goes to oclif (stack with DEBUG=*).
+ */
+export function failWith(command: Command, err: unknown): never {
+  if (err instanceof MirrorboxError) {
+    process.stderr.write(`${err.message}\n(${err.code})\n`);
+    command.exit(exitTypedError);
+  }
+  command.error(messageOf(err), { exit: 1 });
+}

@@ -1,0 +1,157 @@
+/**
+ * The control socket (<stateDir>/watchdog.sock, mode 0600): how `watchdog status` and
+ * `watchdog stop` talk to the running watchdog. Newline-delimited JSON, one request per
+ * connection; the server may send progress lines before the final reply. Format: FORMATS.md.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { z } from 'zod';
+import { MirrorboxError, hasCode, messageOf } from '../util/errors.js';
+import * as limits from './limits.js';
+
+export const controlVersion = 1;
+
+const requestSchema = z.discriminatedUnion('cmd', [
+  z.object({ v: z.literal(controlVersion), cmd: z.literal('status') }),
+  z.object({ v: z.literal(controlVersion), cmd: z.literal('stop'), keepProcesses: z.boolean().default(false) }),
+]);
+export type ControlRequest = z.output<typeof requestSchema>;
+
+/** Everything the server sends: progress lines, then exactly one line with `done: true`. */
+export interface ControlMessage {
+  v: number;
+  done: boolean;
+  ok?: boolean;
+  code?: string;
+  message?: string;
+  progress?: string;
+  [key: string]: unknown;
+}
+
+export type ControlHandler = (request: ControlRequest, progress: (text: string) => void) => Promise<Record<string, unknown>>;
+
+export function checkSocketPath(path: string): void {
+  if (Buffer.byteLength(path) > limits.unixPathBytesMax) {
+    throw new MirrorboxError('SOCKET_PATH_TOO_LONG', `control socket path is ${Buffer.byteLength(path)} bytes, over the ${limits.unixPathBytesMax} a unix socket allows: ${path} (choose a shorter stateDir)`);
+  }
+}
+
+/** Listens on `path`; a stale socket file (nobody answering) is replaced. */
+export async function startControlServer(path: string, handler: ControlHandler): Promise<Server> {
+  checkSocketPath(path);
+  if (existsSync(path)) {
+    if (await socketAnswers(path)) throw new MirrorboxError('WATCHDOG_RUNNING', `another watchdog answers on ${path}`);
+    unlinkSync(path);
+  }
+  const server = createServer((socket) => serve(socket, handler));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  chmodSync(path, 0o600);
+  return server;
+}
+
+function serve(socket: Socket, handler: ControlHandler): void {
+  let buffered = '';
+  let handled = false;
+  const send = (message: ControlMessage): void => {
+    if (!socket.destroyed) socket.write(JSON.stringify(message) + '\n');
+  };
+  socket.setEncoding('utf8');
+  socket.on('error', () => undefined);
+  socket.on('data', (chunk: string) => {
+    if (handled) return;
+    buffered += chunk;
+    if (buffered.length > limits.controlRequestBytesMax) {
+      handled = true;
+      send({ v: controlVersion, done: true, ok: false, code: 'CONTROL_REQUEST', message: 'request too long' });
+      socket.end();
+      return;
+    }
+    const newline = buffered.indexOf('\n');
+    if (newline < 0) return;
+    handled = true;
+    let request: ControlRequest;
+    try {
+      const parsed = requestSchema.safeParse(JSON.parse(buffered.slice(0, newline)));
+      if (!parsed.success) throw new Error(parsed.error.issues[0]!.message);
+      request = parsed.data;
+    } catch (err) {
+      send({ v: controlVersion, done: true, ok: false, code: 'CONTROL_REQUEST', message: `bad request: ${messageOf(err)}` });
+      socket.end();
+      return;
+    }
+    handler(request, (text) => send({ v: controlVersion, done: false, progress: text }))
+      .then((result) => send({ v: controlVersion, done: true, ok: true, ...result }))
+      .catch((err: unknown) =>
+        send({ v: controlVersion, done: true, ok: false, code: (err as { code?: string }).code ?? 'INTERNAL', message: messageOf(err) }),
+      )
+      .finally(() => socket.end());
+  });
+}
+
+async function socketAnswers(path: string): Promise<boolean> {
+  try {
+    await controlRequest(path, { v: controlVersion, cmd: 'status' }, { timeoutMs: 2_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Sends one request and resolves with the final reply (ok or not). Throws MirrorboxError
+ * WATCHDOG_NOT_RUNNING when nobody listens, CONTROL_TIMEOUT when the answer does not come.
+ */
+export function controlRequest(
+  path: string,
+  request: ControlRequest,
+  options: { timeoutMs?: number; onProgress?: (text: string) => void } = {},
+): Promise<ControlMessage> {
+  const timeoutMs = options.timeoutMs ?? limits.controlTimeoutMsDefault;
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    let buffered = '';
+    let settled = false;
+    const finish = (err: Error | undefined, reply?: ControlMessage): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(reply!);
+    };
+    const timer = setTimeout(() => finish(new MirrorboxError('CONTROL_TIMEOUT', `no answer from the watchdog on ${path} within ${timeoutMs} ms`)), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('error', (err) => {
+      const notRunning = hasCode(err, 'ENOENT') || hasCode(err, 'ECONNREFUSED');
+      finish(notRunning ? new MirrorboxError('WATCHDOG_NOT_RUNNING', `no watchdog listens on ${path}`) : err);
+    });
+    socket.on('connect', () => socket.write(JSON.stringify(request) + '\n'));
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        let message: ControlMessage;
+        try {
+          message = JSON.parse(line) as ControlMessage;
+        } catch {
+          finish(new MirrorboxError('CONTROL_REPLY', 'the watchdog sent a line that is not JSON'));
+          return;
+        }
+        if (message.done) {
+          finish(undefined, message);
+          return;
+        }
+        if (message.progress !== undefined) options.onProgress?.(message.progress);
+      }
+    });
+    socket.on('end', () => finish(new MirrorboxError('CONTROL_REPLY', 'the watchdog closed the connection without a reply')));
+  });
+}

@@ -1,0 +1,799 @@
+/**
+ * The application monitor: starts the configured processes in order, watches them (exit
+ * events, /proc every checkIntervalMs, liveness probes) and carries out the ladder's remedies.
+ *
+ * One async "remedy loop" runs at a time, so remedies never overlap: failures only mark a
+ * process failed, journal it, and wake the loop. The loop asks ladder.decide() what to do,
+ * does it, then checks every process again (the patent's step 207); a process that is still
+ * (or again) down sends it round once more, escalating. See README.md for the table.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { messageOf } from '../util/errors.js';
+import type { ProcessConfig, Rung, WatchdogConfig } from './config.js';
+import type { JournalInput, JournalWriter } from './journal.js';
+import { decide, SlidingWindow, type LadderPolicy } from './ladder.js';
+import * as limits from './limits.js';
+import { buildAlert } from './notify/alert.js';
+import type { Notifier } from './notify/notifier.js';
+import { openOutputLog, waitForOutputLine } from './output-log.js';
+import { describeVerdict, groupMembers, verdictOf } from './proc-stat.js';
+import { makeProbe, type Probe } from './probes.js';
+import { adoptProcess, spawnProcess, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
+import { adoptionVerdict, type ProcessRecord, type StateFile } from './state.js';
+
+export type MemberState = 'stopped' | 'starting' | 'running' | 'stopping' | 'failed' | 'held';
+type Remedy = Exclude<Rung, 'notify'>;
+
+interface Context {
+  incident: string | null;
+  rung: string | null;
+}
+
+class Member {
+  handle: ProcHandle | undefined;
+  state: MemberState = 'stopped';
+  generation = 0;
+  starts = 0;
+  restarts = 0;
+  lastCause: string | null = null;
+  readyAtMs: number | null = null;
+  liveTimer: NodeJS.Timeout | undefined;
+  liveFailures = 0;
+  liveBusy = false;
+  /** Consecutive /proc checks that found a child gone before its exit event arrived. */
+  goneChecks = 0;
+  /** A shell forked ahead of the next restart (see Spare), when `spare` is on. */
+  spare: Spare | undefined;
+  readonly failureWindow: SlidingWindow | undefined;
+  readonly live: { probe: Probe; describe: string } | undefined;
+  readonly ready: { probe: Probe; describe: string } | { stdout: RegExp; describe: string } | undefined;
+
+  constructor(
+    readonly index: number,
+    readonly spec: ProcessConfig,
+    readonly cwd: string,
+  ) {
+    this.failureWindow = spec.budget ? new SlidingWindow(spec.budget.windowSeconds * 1000) : undefined;
+    this.live = spec.live ? makeProbe(spec.live, cwd) : undefined;
+    if (spec.ready?.stdout !== undefined) this.ready = { stdout: new RegExp(spec.ready.stdout), describe: `stdout /${spec.ready.stdout}/` };
+    else if (spec.ready) this.ready = makeProbe(spec.ready, cwd);
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+}
+
+interface Incident {
+  id: string;
+  openedAtMs: number;
+  attempts: { rung: Remedy; atMs: number; outcome: string }[];
+  rungIndex: number;
+  attemptsAtRung: number;
+  retrying: boolean;
+  held: boolean;
+  notified: boolean;
+  failures: { process: string; cause: string; atMs: number }[];
+  /** Processes (re)started by this incident's remedies: their failing again climbs the ladder. */
+  restarted: Set<string>;
+}
+
+export interface ProcessStatus {
+  name: string;
+  pid: number | null;
+  state: MemberState;
+  adopted: boolean;
+  startedAt: string | null;
+  uptimeMs: number | null;
+  restarts: number;
+  lastCause: string | null;
+}
+
+export interface SupervisorStatus {
+  application: string;
+  incident: { id: string; openedAt: string; attempts: number; rung: string | null; held: boolean; retrying: boolean } | null;
+  rungCounters: Record<Remedy, number>;
+  incidents: number;
+  processes: ProcessStatus[];
+}
+
+export interface SupervisorOptions {
+  config: WatchdogConfig;
+  journal: JournalWriter;
+  notifier: Notifier;
+  log: Logger;
+  /** Called whenever what the state file holds has changed. */
+  onChange: () => void;
+  /** Called with each process the supervisor starts, right after the fork. */
+  onSpawned?: (pid: number) => void;
+}
+
+export function newIncidentId(nowMs = Date.now()): string {
+  const stamp = new Date(nowMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+export class Supervisor {
+  readonly members: Member[];
+  private readonly config: WatchdogConfig;
+  private readonly journal: JournalWriter;
+  private readonly notifier: Notifier;
+  private readonly log: Logger;
+  private readonly onChange: () => void;
+  private readonly onSpawned: ((pid: number) => void) | undefined;
+  private readonly policy: LadderPolicy;
+  private readonly appWindow: SlidingWindow | undefined;
+  private incident: Incident | undefined;
+  private busy = false;
+  private idleWaiters: (() => void)[] = [];
+  private shuttingDown = false;
+  private readonly abort = new AbortController();
+  private checkTimer: NodeJS.Timeout | undefined;
+  private stableTimer: NodeJS.Timeout | undefined;
+  readonly rungCounters: Record<Remedy, number> = { 'restart-failed': 0, 'partial-restart': 0, 'full-restart': 0 };
+  private incidents = 0;
+
+  constructor(options: SupervisorOptions) {
+    this.config = options.config;
+    this.journal = options.journal;
+    this.notifier = options.notifier;
+    this.log = options.log;
+    this.onChange = options.onChange;
+    this.onSpawned = options.onSpawned;
+    this.members = this.config.processes.map((spec, i) => new Member(i, spec, resolve(this.config.cwd, spec.cwd ?? '.')));
+    this.policy = { ladder: this.config.ladder, attemptsPerRung: this.config.attemptsPerRung, onExhausted: this.config.onExhausted, backoff: this.config.backoff };
+    this.appWindow = this.config.budget ? new SlidingWindow(this.config.budget.windowSeconds * 1000) : undefined;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Start: adopt what a previous watchdog left running, start the rest in order.
+
+  /**
+   * Brings the application up. Processes recorded in `previous` and still running are adopted
+   * while they form an unbroken prefix of the start order; from the first one that is not
+   * running, everything is (stopped in reverse order if alive, then) started forward, because a
+   * later process may depend on an earlier one (the partial-restart rule, applied at boot).
+   */
+  async startAll(previous: StateFile | undefined): Promise<void> {
+    this.busy = true;
+    try {
+      const records = new Map((previous?.processes ?? []).map((r) => [r.name, r]));
+      const verdicts = this.members.map((m) => (previous ? adoptionVerdict(records.get(m.name), previous, m.spec.command) : undefined));
+      let from = this.members.findIndex((_, i) => verdicts[i]?.adopt !== true);
+      if (from < 0) from = this.members.length;
+      for (let i = 0; i < from; i += 1) this.adopt(this.members[i]!, records.get(this.members[i]!.name)!, previous!);
+      for (let i = this.members.length - 1; i >= from; i -= 1) {
+        const m = this.members[i]!;
+        const v = verdicts[i];
+        const record = records.get(m.name);
+        if (!v || !record || record.pid === null || record.startTicks === null) continue;
+        if (v.adopt || v.alive) {
+          const why = v.adopt ? `restarting from ${this.members[from]!.name}, which is not running` : v.reason;
+          m.handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
+          await this.stopMember(m, why, { incident: null, rung: null });
+        }
+      }
+      await this.stopOrphans(previous, records);
+      for (let i = from; i < this.members.length && !this.shuttingDown; i += 1) {
+        if (!(await this.startMember(this.members[i]!, { incident: null, rung: null }))) break;
+      }
+    } finally {
+      this.setIdle();
+    }
+    this.checkTimer = setInterval(() => this.checkNow(), this.config.checkIntervalMs);
+    this.kick();
+  }
+
+  private adopt(m: Member, record: ProcessRecord, previous: StateFile): void {
+    assert.ok(record.pid !== null && record.startTicks !== null, 'adopting a record without pid');
+    m.handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
+    m.generation += 1;
+    const generation = m.generation;
+    m.handle.onExit((info) => this.onExit(m, generation, info));
+    m.state = 'running';
+    m.starts = 1;
+    m.restarts = record.restarts;
+    m.lastCause = record.lastCause;
+    m.readyAtMs = Date.now();
+    this.write({ event: 'adopt', process: m.name, pid: record.pid, cause: `still running from watchdog ${previous.watchdog.pid}`, detail: { startTicks: record.startTicks } });
+    this.startLiveness(m);
+    this.prepareSpare(m);
+    this.onChange();
+  }
+
+  /** Processes a previous watchdog ran under names the config no longer has. */
+  private async stopOrphans(previous: StateFile | undefined, records: Map<string, ProcessRecord>): Promise<void> {
+    if (!previous) return;
+    const names = new Set(this.members.map((m) => m.name));
+    for (const record of [...records.values()].reverse()) {
+      if (names.has(record.name) || record.pid === null || record.startTicks === null) continue;
+      const v = adoptionVerdict(record, previous, record.command);
+      if (!v.adopt && !v.alive) continue;
+      const handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
+      this.write({ event: 'stop', process: record.name, pid: record.pid, cause: 'no longer in the config' });
+      await stopGroup(handle, 'SIGTERM', limits.stopTimeoutMsDefault, () => this.write({ event: 'kill', process: record.name, pid: record.pid, cause: 'did not stop in time' }));
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Watching
+
+  /**
+   * Compares the process list with /proc (the patent's check against "application process
+   * status information maintained by the operating system"). Cheap: one read per process.
+   */
+  checkNow(): void {
+    for (const m of this.members) {
+      const h = m.handle;
+      if (!h || h.exited || (m.state !== 'running' && m.state !== 'starting')) continue;
+      const { verdict, stat } = verdictOf(h.pid, h.startTicks);
+      if (verdict === 'running') {
+        m.goneChecks = 0;
+      } else if (verdict === 'stopped') {
+        if (m.state === 'running') this.markFailed(m, 'fail', describeVerdict(verdict, stat));
+      } else if (!h.child) {
+        h.markExited({ cause: describeVerdict(verdict, stat) });
+      } else {
+        // Our own child: its exit event (with code and signal) is due any moment; act on /proc
+        // only if it does not come by the next check.
+        m.goneChecks += 1;
+        if (m.goneChecks >= 2) h.markExited({ cause: describeVerdict(verdict, stat) });
+      }
+    }
+  }
+
+  private onExit(m: Member, generation: number, info: ExitInfo): void {
+    if (generation !== m.generation) return;
+    if (m.state === 'stopping' || m.state === 'stopped') return; // asked for: stopMember journals it
+    const extra: Partial<JournalInput> = {};
+    if (info.exitCode !== undefined) extra.exitCode = info.exitCode;
+    if (info.signal !== undefined) extra.signal = info.signal;
+    if (m.state === 'failed' || m.state === 'held') {
+      this.write({ event: 'exit', process: m.name, pid: m.handle?.pid ?? null, cause: info.cause, incident: this.incident?.id ?? null, ...extra });
+      return;
+    }
+    this.markFailed(m, 'exit', info.cause, extra);
+  }
+
+  private markFailed(m: Member, event: 'exit' | 'fail', cause: string, extra: Partial<JournalInput> = {}): void {
+    const wasStarting = m.state === 'starting';
+    m.state = 'failed';
+    m.lastCause = cause;
+    this.stopLiveness(m);
+    const incident = this.ensureIncident();
+    incident.failures.push({ process: m.name, cause, atMs: Date.now() });
+    if (incident.failures.length > limits.incidentAttemptsKeptMax) incident.failures.shift();
+    this.write({ event, process: m.name, pid: m.handle?.pid ?? null, cause, incident: incident.id, ...extra });
+    this.onChange();
+    if (this.shuttingDown) return;
+    if (incident.held) {
+      this.holdMember(m, incident, 'the incident is on hold');
+      return;
+    }
+    if (!wasStarting) this.kick();
+  }
+
+  private ensureIncident(): Incident {
+    clearTimeout(this.stableTimer);
+    this.stableTimer = undefined;
+    if (!this.incident) {
+      this.incidents += 1;
+      this.incident = {
+        id: newIncidentId(),
+        openedAtMs: Date.now(),
+        attempts: [],
+        rungIndex: 0,
+        attemptsAtRung: 0,
+        retrying: false,
+        held: false,
+        notified: false,
+        failures: [],
+        restarted: new Set(),
+      };
+    }
+    return this.incident;
+  }
+
+  private startLiveness(m: Member): void {
+    const live = m.live;
+    const spec = m.spec.live;
+    if (!live || !spec) return;
+    this.stopLiveness(m);
+    m.liveFailures = 0;
+    const generation = m.generation;
+    m.liveTimer = setInterval(() => {
+      if (m.liveBusy || m.state !== 'running' || generation !== m.generation) return;
+      m.liveBusy = true;
+      live
+        .probe(spec.timeoutMs)
+        .then(() => {
+          m.liveFailures = 0;
+        })
+        .catch((err: unknown) => {
+          m.liveFailures += 1;
+          if (m.liveFailures >= spec.failures && m.state === 'running' && generation === m.generation) {
+            this.markFailed(m, 'fail', `liveness probe failed ${m.liveFailures} times in a row: ${messageOf(err)}`);
+          }
+        })
+        .finally(() => {
+          m.liveBusy = false;
+        });
+    }, spec.everyMs);
+  }
+
+  private stopLiveness(m: Member): void {
+    clearInterval(m.liveTimer);
+    m.liveTimer = undefined;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The remedy loop
+
+  private kick(): void {
+    if (this.busy || this.shuttingDown) return;
+    void this.remedyLoop().catch((err: unknown) => {
+      // A bug: crash, and let whatever runs the watchdog restart it (it will adopt).
+      this.log.fatal({ err }, 'remedy loop failed');
+      setImmediate(() => {
+        throw err;
+      });
+    });
+  }
+
+  private down(): Member[] {
+    return this.members.filter((m) => m.state === 'failed' || m.state === 'stopped');
+  }
+
+  private async remedyLoop(): Promise<void> {
+    assert.ok(!this.busy, 'a second remedy loop');
+    this.busy = true;
+    try {
+      while (!this.shuttingDown) {
+        const down = this.down();
+        if (down.length === 0) break;
+        const incident = this.ensureIncident();
+        if (incident.held) {
+          for (const m of down) this.holdMember(m, incident, 'the incident is on hold');
+          break;
+        }
+        const budgetExceeded = this.budgetExceeded(down);
+        const repeat = down.some((m) => incident.restarted.has(m.name));
+        const decision = decide(this.policy, {
+          attempts: incident.attempts.length,
+          rungIndex: incident.rungIndex,
+          attemptsAtRung: incident.attemptsAtRung,
+          repeat,
+          retrying: incident.retrying,
+          budgetExceeded,
+        });
+        let rung: Remedy;
+        let rungIndex: number;
+        const ctx = { incident: incident.id, rung: null };
+        if (decision.kind === 'exhausted') {
+          if (!incident.retrying) {
+            if (decision.notify) {
+              this.write({ ...ctx, event: 'escalate', rung: 'notify', cause: decision.reason });
+              this.sendAlert(incident, decision.reason, decision.then);
+            }
+            if (decision.then === 'hold' || decision.retryRung === null) {
+              incident.held = true;
+              for (const m of down) this.holdMember(m, incident, decision.reason);
+              break;
+            }
+            incident.retrying = true;
+            this.write({ ...ctx, event: 'escalate', rung: decision.retryRung, cause: `${decision.reason}; retrying ${decision.retryRung} with backoff` });
+          }
+          rung = decision.retryRung!;
+          rungIndex = decision.retryRungIndex;
+        } else {
+          rung = decision.rung;
+          rungIndex = decision.rungIndex;
+          if (decision.escalated) {
+            const last = incident.attempts[incident.attempts.length - 1]!;
+            this.write({ ...ctx, event: 'escalate', rung, cause: `${last.rung} did not hold: ${down.map((m) => `${m.name} ${m.lastCause ?? 'down'}`).join(', ')}` });
+          }
+        }
+        if (decision.delayMs > 0 && !(await this.sleep(decision.delayMs))) break;
+        if (incident.attempts.length > 0 && rungIndex === incident.rungIndex) {
+          if (repeat) incident.attemptsAtRung += 1;
+        } else {
+          incident.rungIndex = rungIndex;
+          incident.attemptsAtRung = 1;
+        }
+        this.countAttempt(rung, this.down());
+        const atMs = Date.now();
+        const outcome = await this.applyRung(rung, incident);
+        incident.attempts.push({ rung, atMs, outcome });
+        if (incident.attempts.length > limits.incidentAttemptsKeptMax) incident.attempts.splice(1, 1);
+        this.checkNow(); // check again (step 207): anything down goes round the loop once more
+      }
+    } finally {
+      this.setIdle();
+    }
+    this.armStableTimer();
+  }
+
+  private budgetExceeded(down: Member[]): string | null {
+    const nowMs = Date.now();
+    const app = this.config.budget;
+    if (app && this.appWindow && this.appWindow.count(nowMs) + 1 > app.restarts) {
+      return `application: ${app.restarts} restarts in ${app.windowSeconds} s`;
+    }
+    for (const m of down) {
+      const b = m.spec.budget;
+      if (b && m.failureWindow && m.failureWindow.count(nowMs) + 1 > b.restarts) return `${m.name}: ${b.restarts} restarts in ${b.windowSeconds} s`;
+    }
+    return null;
+  }
+
+  private countAttempt(rung: Remedy, down: Member[]): void {
+    const nowMs = Date.now();
+    this.rungCounters[rung] += 1;
+    this.appWindow?.record(nowMs);
+    for (const m of down) m.failureWindow?.record(nowMs);
+  }
+
+  private holdMember(m: Member, incident: Incident, cause: string): void {
+    if (m.state === 'held') return;
+    m.state = 'held';
+    this.write({ event: 'hold', process: m.name, pid: m.handle && !m.handle.exited ? m.handle.pid : null, cause, incident: incident.id });
+    this.onChange();
+  }
+
+  private armStableTimer(): void {
+    const incident = this.incident;
+    if (!incident || incident.held || this.shuttingDown || this.busy) return;
+    if (this.down().length > 0) return;
+    clearTimeout(this.stableTimer);
+    const resolveIt = (): void => {
+      if (this.incident !== incident || this.busy || this.down().length > 0) return;
+      this.write({ event: 'resolved', incident: incident.id, cause: `all processes up for ${this.config.stableMs} ms after ${incident.attempts.length} remedies` });
+      this.incident = undefined;
+    };
+    if (this.config.stableMs === 0) resolveIt();
+    else this.stableTimer = setTimeout(resolveIt, this.config.stableMs);
+  }
+
+  private sendAlert(incident: Incident, reason: string, then: 'hold' | 'retry'): void {
+    if (incident.notified) return;
+    incident.notified = true;
+    const iso = (ms: number): string => new Date(ms).toISOString();
+    const { outcome } = this.notifier.alert(incident.id, (suppressedBefore) =>
+      buildAlert(
+        {
+          incident: incident.id,
+          application: this.config.name,
+          openedAt: iso(incident.openedAtMs),
+          reason,
+          then,
+          failures: incident.failures.map((f) => ({ process: f.process, cause: f.cause, time: iso(f.atMs) })),
+          attempts: incident.attempts.map((a) => ({ rung: a.rung, time: iso(a.atMs), outcome: a.outcome })),
+          journal: this.config.journal,
+        },
+        suppressedBefore,
+      ),
+    );
+    void outcome.then((result) => {
+      if (result.kind === 'rate-limited') {
+        this.write({ event: 'notify', incident: incident.id, rung: 'notify', cause: `rate-limited: ${result.alertsInWindow} alerts already sent in the window (${this.notifier.rateLimitText})` });
+      } else if (result.kind === 'sent') {
+        for (const d of result.deliveries) {
+          this.write({ event: 'notify', incident: incident.id, rung: 'notify', cause: d.ok ? 'sent' : `failed: ${d.error}`, detail: { channel: d.channel, elapsedMs: d.elapsedMs } });
+        }
+      }
+    });
+  }
+
+  /** Sleeps unless shutdown interrupts; resolves false when interrupted. */
+  private sleep(ms: number): Promise<boolean> {
+    return new Promise((resolveSleep) => {
+      if (this.abort.signal.aborted) return resolveSleep(false);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.abort.signal.removeEventListener('abort', done);
+        resolveSleep(!this.abort.signal.aborted);
+      };
+      const timer = setTimeout(done, ms);
+      this.abort.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The remedies
+
+  /** Carries out one rung; returns "ok" or what went wrong (for the alert summary). */
+  private async applyRung(rung: Remedy, incident: Incident): Promise<string> {
+    const ctx: Context = { incident: incident.id, rung };
+    const down = this.down();
+    assert.ok(down.length > 0, 'a remedy with nothing down');
+    const first = Math.min(...down.map((m) => m.index));
+    const names = down.map((m) => m.name).join(', ');
+    const n = this.members.length;
+    if (rung === 'restart-failed') {
+      this.write({ ...ctx, event: 'restart', cause: `not running: ${names}`, detail: { processes: down.map((m) => m.name) } });
+      for (const m of this.members) {
+        if (m.state !== 'failed' && m.state !== 'stopped') continue;
+        await this.clearMember(m, ctx);
+        incident.restarted.add(m.name);
+        if (!(await this.startMember(m, ctx))) return `failed: ${m.name} ${m.lastCause ?? 'did not start'}`;
+      }
+      return 'ok';
+    }
+    const from = rung === 'full-restart' ? 0 : first;
+    this.write({
+      ...ctx,
+      event: 'restart',
+      cause: `not running: ${names}`,
+      detail: { processes: down.map((m) => m.name), stop: this.members.slice(from).map((m) => m.name).reverse(), start: this.members.slice(from).map((m) => m.name) },
+    });
+    for (let i = n - 1; i >= from; i -= 1) await this.stopMember(this.members[i]!, rung, ctx);
+    for (let i = from; i < n; i += 1) {
+      const m = this.members[i]!;
+      incident.restarted.add(m.name);
+      if (!(await this.startMember(m, ctx))) return `failed: ${m.name} ${m.lastCause ?? 'did not start'}`;
+    }
+    return 'ok';
+  }
+
+  /** Before restarting a failed process: stop what is left of it (hung, stopped, or children). */
+  private async clearMember(m: Member, ctx: Context): Promise<void> {
+    const h = m.handle;
+    if (!h) return;
+    if (!h.exited || groupMembers(h.pgid).length > 0) await this.stopMember(m, h.exited ? 'processes left in its group' : 'failed', ctx);
+  }
+
+  /**
+   * Spawns a process and waits for its readiness. Returns false (state failed, journaled) when
+   * it cannot be started, exits, or is not ready within readyTimeoutMs.
+   */
+  private async startMember(m: Member, ctx: Context): Promise<boolean> {
+    assert.ok(m.state !== 'running' && m.state !== 'starting' && m.state !== 'stopping', `starting ${m.name} while ${m.state}`);
+    m.generation += 1;
+    const generation = m.generation;
+    m.state = 'starting';
+    m.readyAtMs = null;
+    m.goneChecks = 0;
+    let handle: ProcHandle;
+    let outputOffset: number;
+    const spare = m.spare;
+    m.spare = undefined;
+    if (spare?.usable) {
+      // The spare wrote nothing yet: the new output starts at the log's current end.
+      outputOffset = fileSize(spare.logPath);
+      handle = spare.release();
+    } else {
+      spare?.discard();
+      const log = openOutputLog(this.config.logDir, m.name);
+      outputOffset = log.offsetBytes;
+      try {
+        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.spec.env, onSpawned: this.onSpawned }, log);
+      } catch (err) {
+        m.handle = undefined;
+        this.markFailed(m, 'fail', messageOf(err));
+        return false;
+      }
+    }
+    m.handle = handle;
+    m.starts += 1;
+    if (m.starts > 1) m.restarts += 1;
+    handle.onExit((info) => this.onExit(m, generation, info));
+    this.write({ ...ctx, event: 'start', process: m.name, pid: handle.pid, cause: ctx.rung === null ? 'start' : `${ctx.rung}`, detail: { spare: spare !== undefined && handle.pid === spare.pid } });
+    this.onChange();
+    const failure = await this.waitReady(m, handle, outputOffset);
+    if (generation !== m.generation) return false;
+    if (failure !== null) {
+      if (m.state === 'starting') this.markFailed(m, 'fail', failure);
+      return false;
+    }
+    if (m.state !== 'starting') return false;
+    m.state = 'running';
+    m.readyAtMs = Date.now();
+    this.write({ ...ctx, event: 'ready', process: m.name, pid: handle.pid, cause: m.ready?.describe ?? 'spawned', detail: { readyMs: m.readyAtMs - handle.startedAtMs } });
+    this.startLiveness(m);
+    this.onChange();
+    this.prepareSpare(m);
+    return true;
+  }
+
+  /** Forks the next restart's spare, off the current path (after this tick). */
+  private prepareSpare(m: Member): void {
+    if (!m.spec.spare) return;
+    setImmediate(() => {
+      if (m.spare || this.shuttingDown || m.state !== 'running') return;
+      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.spec.env, onSpawned: this.onSpawned }, openOutputLog(this.config.logDir, m.name));
+    });
+  }
+
+  private discardSpares(): void {
+    for (const m of this.members) {
+      m.spare?.discard();
+      m.spare = undefined;
+    }
+  }
+
+  /** Resolves null once ready, or the reason it never got there. */
+  private async waitReady(m: Member, handle: ProcHandle, outputOffset: number): Promise<string | null> {
+    const ready = m.ready;
+    if (!ready) return handle.exited ? handle.exitInfo!.cause : null;
+    const controller = new AbortController();
+    const timeoutMs = m.spec.readyTimeoutMs;
+    const timer = setTimeout(() => controller.abort(new Error(`not ready within ${timeoutMs} ms (${ready.describe})`)), timeoutMs);
+    const onShutdown = (): void => controller.abort(new Error('the watchdog is stopping'));
+    this.abort.signal.addEventListener('abort', onShutdown, { once: true });
+    void handle.ended.then((info) => controller.abort(new Error(info.cause)));
+    try {
+      if ('stdout' in ready) {
+        await waitForOutputLine(resolve(this.config.logDir, `${m.name}.log`), outputOffset, ready.stdout, controller.signal);
+      } else {
+        for (;;) {
+          if (controller.signal.aborted) throw controller.signal.reason;
+          try {
+            await ready.probe(m.spec.ready?.timeoutMs ?? limits.probeTimeoutMsDefault);
+            break;
+          } catch {
+            await abortableDelay(limits.readyPollMsDefault, controller.signal);
+          }
+        }
+      }
+      return handle.exited ? handle.exitInfo!.cause : null;
+    } catch (err) {
+      return handle.exited ? handle.exitInfo!.cause : messageOf(err);
+    } finally {
+      clearTimeout(timer);
+      this.abort.signal.removeEventListener('abort', onShutdown);
+    }
+  }
+
+  /** Controlled stop of one process and its group; journals stop (and kill when needed). */
+  private async stopMember(m: Member, cause: string, ctx: Context): Promise<void> {
+    const h = m.handle;
+    this.stopLiveness(m);
+    if (!h || (h.exited && groupMembers(h.pgid).length === 0)) {
+      m.state = 'stopped';
+      this.write({ ...ctx, event: 'stop', process: m.name, pid: h?.pid ?? null, cause: `${cause} (already exited)` });
+      this.onChange();
+      return;
+    }
+    m.state = 'stopping';
+    const signal = m.spec.stop.signal as NodeJS.Signals;
+    const timeoutMs = m.spec.stop.timeoutMs;
+    this.write({ ...ctx, event: 'stop', process: m.name, pid: h.pid, cause, signal });
+    this.onChange();
+    const outcome = await stopGroup(h, signal, timeoutMs, () =>
+      this.write({ ...ctx, event: 'kill', process: m.name, pid: h.pid, cause: `did not stop within ${timeoutMs} ms of ${signal}`, signal: 'SIGKILL' }),
+    );
+    if (outcome.leftover.length > 0) this.log.error({ process: m.name, pids: outcome.leftover }, 'processes survived SIGKILL');
+    m.state = 'stopped';
+    this.onChange();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Shutdown and status
+
+  private setIdle(): void {
+    this.busy = false;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private whenIdle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /**
+   * Stops watching and, unless `keepProcesses`, stops the application in reverse order.
+   * `progress` hears about each step (the stop command prints them).
+   */
+  async shutdown(keepProcesses: boolean, progress: (text: string) => void = () => undefined): Promise<{ stopped: string[] }> {
+    this.shuttingDown = true;
+    this.abort.abort();
+    clearInterval(this.checkTimer);
+    clearTimeout(this.stableTimer);
+    for (const m of this.members) this.stopLiveness(m);
+    await this.whenIdle();
+    this.discardSpares();
+    this.busy = true;
+    const stopped: string[] = [];
+    if (keepProcesses) {
+      // Let this process exit while they keep running (a child handle holds the event loop).
+      for (const m of this.members) m.handle?.child?.unref();
+    } else {
+      for (let i = this.members.length - 1; i >= 0; i -= 1) {
+        const m = this.members[i]!;
+        const startedMs = Date.now();
+        const pid = m.handle && !m.handle.exited ? m.handle.pid : null;
+        progress(`stopping ${m.name}${pid === null ? ' (not running)' : ` (pid ${pid})`}`);
+        await this.stopMember(m, 'watchdog stop', { incident: null, rung: null });
+        stopped.push(m.name);
+        progress(`stopped ${m.name} in ${Date.now() - startedMs} ms`);
+      }
+    }
+    return { stopped };
+  }
+
+  status(): SupervisorStatus {
+    const nowMs = Date.now();
+    const inc = this.incident;
+    return {
+      application: this.config.name,
+      incident: inc
+        ? {
+            id: inc.id,
+            openedAt: new Date(inc.openedAtMs).toISOString(),
+            attempts: inc.attempts.length,
+            rung: inc.attempts.length > 0 ? inc.attempts[inc.attempts.length - 1]!.rung : null,
+            held: inc.held,
+            retrying: inc.retrying,
+          }
+        : null,
+      rungCounters: { ...this.rungCounters },
+      incidents: this.incidents,
+      processes: this.members.map((m) => {
+        const alive = m.handle !== undefined && !m.handle.exited && m.state !== 'stopped';
+        return {
+          name: m.name,
+          pid: alive ? m.handle!.pid : null,
+          state: m.state,
+          adopted: m.handle?.adopted ?? false,
+          startedAt: alive ? new Date(m.handle!.startedAtMs).toISOString() : null,
+          uptimeMs: alive ? nowMs - m.handle!.startedAtMs : null,
+          restarts: m.restarts,
+          lastCause: m.lastCause,
+        };
+      }),
+    };
+  }
+
+  /** What the state file records about each process. */
+  records(): ProcessRecord[] {
+    return this.members.map((m) => {
+      const h = m.handle;
+      const alive = h !== undefined && !h.exited;
+      return {
+        name: m.name,
+        command: [...m.spec.command],
+        pid: alive ? h.pid : null,
+        pgid: alive ? h.pgid : null,
+        startTicks: alive ? h.startTicks : null,
+        state: m.state,
+        startedAtMs: alive ? h.startedAtMs : null,
+        restarts: m.restarts,
+        lastCause: m.lastCause,
+        adopted: h?.adopted ?? false,
+      };
+    });
+  }
+
+  private write(input: JournalInput): void {
+    this.journal.append(input);
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolveDelay, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolveDelay();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,149 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { stringify } from 'yaml';
+import { ConfigError, loadConfig, parseConfig } from '../src/watchdog/config.js';
+import { repoRoot } from './helpers/paths.js';
+import { run } from './helpers/process.js';
+import { cliPath } from './helpers/paths.js';
+import { tempDir } from './helpers/tmp.js';
+
+const corpusDir = join(repoRoot, 'test', 'corpus', 'watchdog-config');
+
+function problemsOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    assert.equal(err.code, 'WATCHDOG_CONFIG');
+    return err;
+  }
+  assert.fail('expected the config to be refused');
+}
+
+test('the issue example parses, with defaults and paths resolved against the config folder', () => {
+  const file = join(corpusDir, 'good-issue-example.yaml');
+  const c = loadConfig(file);
+  assert.equal(c.journal, join(corpusDir, 'var', 'watchdog.jsonl'));
+  assert.equal(c.stateDir, join(corpusDir, 'var'));
+  assert.equal(c.logDir, join(corpusDir, 'var', 'logs'));
+  assert.deepEqual(c.ladder, ['restart-failed', 'partial-restart', 'full-restart', 'notify']);
+  assert.deepEqual(c.budget, { restarts: 5, windowSeconds: 60 });
+  assert.deepEqual(c.notify?.email?.to, ['ops@example.com']);
+  assert.equal(c.notify?.syslog, true);
+  assert.equal(c.processes.length, 2);
+  assert.deepEqual(c.processes[0]!.stop, { signal: 'SIGTERM', timeoutMs: 5000 });
+  assert.deepEqual(c.processes[0]!.live, { tcp: '127.0.0.1:10809', everyMs: 1000, failures: 3, timeoutMs: 1000 });
+  // Defaults for what the second process leaves out.
+  assert.deepEqual(c.processes[1]!.stop, { signal: 'SIGTERM', timeoutMs: 5000 });
+  assert.equal(c.processes[1]!.ready, undefined);
+  assert.equal(c.checkIntervalMs, 500);
+  assert.equal(c.onExhausted, 'hold');
+});
+
+test('the appliance config (appliance/watchdog.yaml) is valid and runs the NBD server from the repository root', () => {
+  const c = loadConfig(join(repoRoot, 'appliance', 'watchdog.yaml'));
+  assert.equal(c.cwd, repoRoot);
+  assert.equal(c.journal, join(repoRoot, 'var', 'watchdog', 'journal.jsonl'));
+  const store = c.processes[0]!;
+  assert.equal(store.name, 'store');
+  assert.deepEqual(store.command, ['node', 'bin/run.js', 'serve', '--store', './var/disk0.img', '--size', '1G']);
+  assert.deepEqual(store.ready, { nbd: 'nbd://127.0.0.1:10809' });
+  assert.equal(store.stop.signal, 'SIGTERM');
+});
+
+test('corpus: every file is accepted or refused at the line and field its header names', () => {
+  const files = readdirSync(corpusDir).filter((f) => f.endsWith('.yaml'));
+  assert.ok(files.length >= 10);
+  for (const f of files) {
+    const text = readFileSync(join(corpusDir, f), 'utf8');
+    const expect = /^# expect: (.*)$/m.exec(text)?.[1];
+    assert.ok(expect, `${f} has no "# expect:" header`);
+    if (expect === 'ok') {
+      parseConfig(text, f);
+      continue;
+    }
+    const [line, field] = expect.split(' ');
+    const err = problemsOf(() => parseConfig(text, f));
+    const p = err.problems[0]!;
+    assert.equal(p.file, f);
+    assert.equal(p.line, Number(line), `${f}: line of ${JSON.stringify(p)}`);
+    assert.equal(p.field, field === '(document)' ? '' : field, `${f}: field of ${JSON.stringify(p)}`);
+    assert.ok(err.message.startsWith(`${f}:${line}:`), `${f}: message "${err.message}"`);
+  }
+});
+
+test('several problems are all reported, in file order, each with its own line', () => {
+  const text = [
+    'journal: j.jsonl', //                         1
+    'checkIntervalMs: 1', //                       2  below the minimum
+    'ladder: [restart-failed]', //                 3
+    'processes:', //                               4
+    '  - name: "bad name!"', //                    5
+    '    command: [x]', //                         6
+    '    live: { http: "ftp://x", everyMs: 0 }', // 7
+  ].join('\n');
+  const err = problemsOf(() => parseConfig(text, 'multi.yaml'));
+  const found = err.problems.map((p) => `${p.line} ${p.field}`);
+  assert.deepEqual(found, ['2 checkIntervalMs', '5 processes[0].name', '7 processes[0].live.http', '7 processes[0].live.everyMs']);
+  assert.match(err.problems[2]!.message, /expected a http or https URL/);
+});
+
+test('an unreadable file is a ConfigError naming the file', () => {
+  const err = problemsOf(() => loadConfig('/nonexistent/watchdog.yaml'));
+  assert.equal(err.problems[0]!.file, '/nonexistent/watchdog.yaml');
+  assert.match(err.message, /no such file/);
+});
+
+test('fuzz: any text gives a config or a ConfigError with positions, never another error', () => {
+  fc.assert(
+    fc.property(fc.string({ maxLength: 300 }), (text) => {
+      try {
+        parseConfig(text, 'fuzz.yaml');
+      } catch (err) {
+        assert.ok(err instanceof ConfigError, String(err));
+        for (const p of err.problems) assert.ok(p.line >= 1 && p.column >= 1, JSON.stringify(p));
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('fuzz: mutated valid configs are accepted or refused at a line that exists', () => {
+  const base = {
+    journal: 'j.jsonl',
+    ladder: ['restart-failed', 'full-restart'],
+    processes: [{ name: 'a', command: ['sleep', '1'], ready: { tcp: '127.0.0.1:1' }, stop: { signal: 'SIGTERM', timeoutMs: 10 } }],
+  };
+  const value = fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string({ maxLength: 4 }), { maxLength: 3 }));
+  fc.assert(
+    fc.property(fc.constantFrom('journal', 'ladder', 'processes', 'checkIntervalMs', 'budget', 'notify', 'zzz'), value, fc.nat(3), (key, v, depth) => {
+      const doc = structuredClone(base) as Record<string, unknown>;
+      if (depth === 0) doc[key] = v;
+      else (doc['processes'] as Record<string, unknown>[])[0]![depth === 1 ? 'ready' : depth === 2 ? 'command' : key] = v;
+      const text = stringify(doc);
+      const lines = text.split('\n').length;
+      try {
+        parseConfig(text, 'm.yaml');
+      } catch (err) {
+        assert.ok(err instanceof ConfigError, String(err));
+        for (const p of err.problems) assert.ok(p.line >= 1 && p.line <= lines, `${JSON.stringify(p)} in\n${text}`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('CLI: `watchdog run` on a bad file prints file:line:column: field: message and exits 2', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'bad.yaml');
+  writeFileSync(file, 'journal: j.jsonl\nladder: [restart-failed]\nprocesses:\n  - name: a\n    command: [sleep, "1"]\n    ready: { tcp: "nowhere" }\n');
+  const r = await run(process.execPath, [cliPath, 'watchdog', 'run', file]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, new RegExp(`${file.replace(/[/.]/g, '\\$&')}:6:\\d+: processes\\[0\\]\\.ready\\.tcp: expected "host:port"`));
+  const ok = await run(process.execPath, [cliPath, 'watchdog', 'run', '--check', join(corpusDir, 'good-issue-example.yaml')]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /good \(2 processes: store, mirror; ladder restart-failed → partial-restart → full-restart → notify\)/);
+});
