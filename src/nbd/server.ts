@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { Logger } from '../util/log.js';
 import { MirrorboxError, messageOf } from '../util/errors.js';
 import { BufferPool } from './buffer-pool.js';
+import { BusyPoll } from './busy-poll.js';
 import { ExportTable, type NbdExport } from './exports.js';
 import { Handshake, HandshakeError, type TlsSettings } from './handshake.js';
 import { defaultLimits, type NbdLimits } from './limits.js';
@@ -26,8 +27,13 @@ export interface NbdServerOptions {
   socketPath?: string;
   tls?: TlsSettings | null;
   limits?: Partial<NbdLimits>;
+  /** Busy-poll window after activity, in µs (see busy-poll.ts); 0 turns it off. */
+  busyPollUs?: number;
   log: Logger;
 }
+
+/** Default busy-poll window: 100 µs (see busy-poll.ts for the measurements). */
+export const defaultBusyPollUs = 100;
 
 /** TCP keep-alive probe start, so a vanished client is noticed. */
 const keepAliveDelayMs = 30_000;
@@ -42,6 +48,7 @@ export class NbdServer {
   readonly limits: NbdLimits;
   readonly stats: TransmissionStats = { requests: 0, readBytes: 0, writtenBytes: 0, errors: 0 };
   private readonly pool: BufferPool;
+  private readonly busyPoll: BusyPoll;
   private readonly listeners: Server[] = [];
   private readonly connections = new Set<Socket>();
   private readonly transmissions = new Set<Transmission>();
@@ -58,6 +65,7 @@ export class NbdServer {
     this.limits = { ...defaultLimits, ...options.limits };
     this.pool = new BufferPool(this.limits.poolRetainedBytesMax);
     this.pool.prewarm([4096, 65536], 32);
+    this.busyPoll = new BusyPoll(options.busyPollUs ?? defaultBusyPollUs);
     this.log = options.log;
   }
 
@@ -136,11 +144,11 @@ export class NbdServer {
         const direct = negotiated.tls ? null : await this.directReadSocket(socket);
         let transmission: Transmission;
         if (direct) {
-          transmission = new Transmission({ ...negotiated, stream: direct.socket }, this.pool, this.limits, this.stats, log, 'direct', direct.receiveBuffer);
+          transmission = new Transmission({ ...negotiated, stream: direct.socket }, this.pool, this.limits, this.stats, log, this.busyPoll, 'direct', direct.receiveBuffer);
           direct.attach(transmission);
         } else {
           negotiated.stream.resume();
-          transmission = new Transmission(negotiated, this.pool, this.limits, this.stats, log);
+          transmission = new Transmission(negotiated, this.pool, this.limits, this.stats, log, this.busyPoll);
         }
         this.transmissions.add(transmission);
         void transmission.whenClosed().then(() => this.transmissions.delete(transmission));
@@ -217,6 +225,7 @@ export class NbdServer {
     this.shuttingDown = true;
     // Stop accepting now; a listener's close callback only fires once every connection is gone.
     const listenersClosed = Promise.all(this.listeners.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    this.busyPoll.stop();
     for (const transmission of this.transmissions) transmission.shutdown();
     const drained = Promise.all([...this.transmissions].map((t) => t.whenClosed()));
     const timeout = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());

@@ -47,6 +47,7 @@ import {
   requestHeaderBytes,
   simpleReplyHeaderBytes,
 } from './protocol.js';
+import type { BusyPoll } from './busy-poll.js';
 import { ReplyWriter } from './reply-writer.js';
 import {
   blockStatusPayloadBytes,
@@ -142,6 +143,7 @@ export class Transmission {
     private readonly limits: NbdLimits,
     private readonly stats: TransmissionStats,
     private readonly log: Logger,
+    private readonly busyPoll: BusyPoll,
     mode: InputMode = 'events',
     private readonly receiveBuffer: Buffer | null = null,
   ) {
@@ -204,6 +206,7 @@ export class Transmission {
   /** Direct mode: `bytes` bytes have landed in `buffer` (from readBuffer). */
   onDirectRead(bytes: number, buffer: Buffer): void {
     if (this.disconnecting) return;
+    this.busyPoll.activity();
     if (buffer === this.directTarget) {
       this.directTarget = null;
       this.payloadFilled += bytes;
@@ -216,6 +219,7 @@ export class Transmission {
 
   private onData(chunk: Buffer): void {
     if (this.disconnecting) return;
+    this.busyPoll.activity();
     this.consume(chunk, 0);
     this.writer.flush();
   }
@@ -475,6 +479,7 @@ export class Transmission {
   }
 
   private afterCompletion(): void {
+    this.busyPoll.activity();
     if (this.disconnecting) this.closeWhenIdle();
     else this.maybeResume();
   }

@@ -96,9 +96,10 @@ export class StoreError extends MirrorboxError {
 
 /** Invariant at the layer boundary: the caller stays inside the device. */
 export function checkRange(device: BlockDevice, offsetBytes: number, lengthBytes: number): void {
-  assert.ok(Number.isSafeInteger(offsetBytes) && offsetBytes >= 0, `bad offset ${offsetBytes}`);
-  assert.ok(Number.isSafeInteger(lengthBytes) && lengthBytes >= 0, `bad length ${lengthBytes}`);
-  assert.ok(offsetBytes + lengthBytes <= device.sizeBytes, `range ${offsetBytes}+${lengthBytes} past end ${device.sizeBytes}`);
+  // Messages are built only on failure: this runs on every request.
+  if (!(Number.isSafeInteger(offsetBytes) && offsetBytes >= 0)) assert.fail(`bad offset ${offsetBytes}`);
+  if (!(Number.isSafeInteger(lengthBytes) && lengthBytes >= 0)) assert.fail(`bad length ${lengthBytes}`);
+  if (offsetBytes + lengthBytes > device.sizeBytes) assert.fail(`range ${offsetBytes}+${lengthBytes} past end ${device.sizeBytes}`);
 }
 
 /** Runs `next` after `value` settles, synchronously when `value` is not a promise. */

@@ -1,12 +1,10 @@
 /**
  * Sparse-file store: the bottom layer for a local drive image.
  *
- * Where file I/O runs (see README.md, measured in bench/nbd): a read or write of at most
- * `syncIoBytesMax` runs synchronously on the event loop (one pread/pwritev into the page cache;
- * a hit costs one syscall instead of two thread hand-offs), a larger one runs on libuv's
- * threadpool so the copy into or out of the page cache overlaps with the event loop receiving
- * the next request (a second core at work). fdatasync always runs on the threadpool through a
- * group-commit batcher. `ioMode` 'sync' or 'async' forces one side, for measurement.
+ * Where each read and write runs (event loop or threadpool) is decided by IoPlacement
+ * (io-placement.ts): synchronously while the page cache answers fast, on the threadpool for a
+ * while after a synchronous call stalls. fdatasync always runs on the threadpool through a
+ * group-commit batcher.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -24,9 +22,10 @@ import {
 } from './block-device.js';
 import { sparseNative } from './sparse-native.js';
 import { SyncBatcher } from './sync-batcher.js';
+import { IoPlacement, type IoMode } from './io-placement.js';
 import { hasCode } from '../util/errors.js';
 
-export type IoMode = 'auto' | 'sync' | 'async';
+export type { IoMode } from './io-placement.js';
 
 export interface FileStoreOptions {
   path: string;
@@ -36,8 +35,6 @@ export interface FileStoreOptions {
   ioMode?: IoMode;
 }
 
-/** In 'auto' mode, I/O up to this size runs on the event loop, larger I/O on the threadpool. */
-export const syncIoBytesMax = 128 * 1024;
 /** Size of the shared zero buffer used when zeros must be written out. */
 const zeroChunkBytes = 1024 * 1024;
 /** Upper bound on extents returned per call (replies stay small; the client asks again). */
@@ -60,7 +57,8 @@ export class FileStore implements BlockDevice {
   private punchHoles: boolean;
   private readonly fd: number;
   private readonly batcher: SyncBatcher;
-  private readonly ioMode: IoMode;
+  /** Where reads and writes run; its `stalls` count is exposed for tests and metrics. */
+  readonly placement: IoPlacement;
   private closed = false;
 
   /** Opens (or creates, sparse) the file. Throws StoreError with a one-line reason. */
@@ -98,7 +96,7 @@ export class FileStore implements BlockDevice {
     this.fd = fd;
     this.sizeBytes = sizeBytes;
     this.readOnly = readOnly;
-    this.ioMode = ioMode;
+    this.placement = new IoPlacement(ioMode);
     this.batcher = new SyncBatcher(fd);
     this.punchHoles = sparseNative !== null;
     this.canZeroFast = sparseNative !== null;
@@ -113,26 +111,24 @@ export class FileStore implements BlockDevice {
     return this.batcher.syncCount;
   }
 
-  private runsSync(lengthBytes: number): boolean {
-    return this.ioMode === 'sync' || (this.ioMode === 'auto' && lengthBytes <= syncIoBytesMax);
-  }
-
   read(buffer: Uint8Array, offsetBytes: number): MaybePromise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    if (!this.runsSync(buffer.length)) return this.readAsync(buffer, offsetBytes);
+    if (!this.placement.runsSync(buffer.length)) return this.readAsync(buffer, offsetBytes);
+    const startedMs = this.placement.started();
     let done = 0;
     try {
       while (done < buffer.length) {
         const n = fs.readSync(this.fd, buffer, done, buffer.length - done, offsetBytes + done);
         if (n === 0) {
           buffer.fill(0, done);
-          return;
+          break;
         }
         done += n;
       }
     } catch (err) {
       throw toStoreError(err, 'read');
     }
+    this.placement.finished(startedMs);
   }
 
   private async readAsync(buffer: Uint8Array, offsetBytes: number): Promise<void> {
@@ -151,8 +147,10 @@ export class FileStore implements BlockDevice {
     const lengthBytes = byteLengthOf(data);
     checkRange(this, offsetBytes, lengthBytes);
     this.assertWritable();
-    if (!this.runsSync(lengthBytes)) return this.writeAsync(data, offsetBytes, lengthBytes, fua);
+    if (!this.placement.runsSync(lengthBytes)) return this.writeAsync(data, offsetBytes, lengthBytes, fua);
+    const startedMs = this.placement.started();
     this.writeAllSync(data, offsetBytes, lengthBytes);
+    this.placement.finished(startedMs);
     return fua ? this.batcher.sync() : undefined;
   }
 

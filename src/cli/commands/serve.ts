@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { Command, Flags } from '@oclif/core';
-import { NbdServer } from '../../nbd/server.js';
+import { NbdServer, defaultBusyPollUs } from '../../nbd/server.js';
 import type { NbdExport } from '../../nbd/exports.js';
 import type { BlockDevice, StoreErrorCode } from '../../store/block-device.js';
 import { DelayFilter } from '../../store/delay-filter.js';
@@ -48,8 +48,9 @@ fail with EIO; --delay-*-ms slow them down.`;
     'tls-cert': Flags.string({ description: 'X.509 certificate (PEM) for STARTTLS.', dependsOn: ['tls-key'] }),
     'tls-key': Flags.string({ description: 'Private key (PEM) for the certificate.', dependsOn: ['tls-cert'] }),
     'tls-required': Flags.boolean({ description: 'Refuse every option until the client starts TLS (needs --tls-cert).', default: false }),
-    io: Flags.string({ description: 'Where file reads and writes run: auto (small on the event loop, large on the threadpool), sync or async.', options: ['auto', 'sync', 'async'], default: 'auto' }),
+    io: Flags.string({ description: 'Where file reads and writes run: auto (event loop while the page cache answers fast, threadpool for a second after a slow call, and above 4 MiB), sync or async.', options: ['auto', 'sync', 'async'], default: 'auto' }),
     'max-connections': Flags.integer({ description: 'Connections served at once.', min: 1 }),
+    'busy-poll-us': Flags.integer({ description: 'Keep polling this many µs after activity instead of sleeping (lower latency at low queue depth; 0 = off).', min: 0, default: defaultBusyPollUs }),
     'error-rate': Flags.string({ description: 'Fault injection: probability (0..1) that an operation fails.' }),
     'error-trigger': Flags.string({ description: 'Fault injection: fail only while this file exists.' }),
     'error-ops': Flags.string({ description: `Fault injection: comma-separated operations (${faultOps.join(',')}).` }),
@@ -91,6 +92,7 @@ fail with EIO; --delay-*-ms slow them down.`;
         ...(flags.socket ? { socketPath: flags.socket } : {}),
         tls,
         limits: flags['max-connections'] ? { connectionsMax: flags['max-connections'] } : {},
+        busyPollUs: flags['busy-poll-us'],
         log,
       });
       await server.start();
