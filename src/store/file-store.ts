@@ -113,7 +113,7 @@ export class FileStore implements BlockDevice {
 
   read(buffer: Uint8Array, offsetBytes: number): MaybePromise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    if (!this.placement.runsSync(buffer.length)) return this.readAsync(buffer, offsetBytes);
+    if (!this.placement.readsSync(buffer.length)) return this.readAsync(buffer, offsetBytes);
     const startedMs = this.placement.started();
     let done = 0;
     try {
@@ -147,7 +147,7 @@ export class FileStore implements BlockDevice {
     const lengthBytes = byteLengthOf(data);
     checkRange(this, offsetBytes, lengthBytes);
     this.assertWritable();
-    if (!this.placement.runsSync(lengthBytes)) return this.writeAsync(data, offsetBytes, lengthBytes, fua);
+    if (!this.placement.writesSync(lengthBytes)) return this.writeAsync(data, offsetBytes, lengthBytes, fua);
     const startedMs = this.placement.started();
     this.writeAllSync(data, offsetBytes, lengthBytes);
     this.placement.finished(startedMs);

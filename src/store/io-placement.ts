@@ -10,18 +10,25 @@
  *
  * | situation                                            | where the call runs            |
  * |------------------------------------------------------|--------------------------------|
- * | length <= syncBytesMax, no recent stall              | event loop                     |
- * | length > syncBytesMax                                | threadpool                     |
+ * | write <= syncWriteBytesMax, no recent stall          | event loop                     |
+ * | read <= syncReadBytesMax, no recent stall            | event loop                     |
+ * | longer than that                                     | threadpool                     |
  * | a synchronous call took longer than stallMs          | threadpool for the next holdMs |
  * | holdMs over                                          | event loop again (a new probe) |
+ *
+ * Large reads go to the threadpool sooner than writes: a large read is two copies (page cache
+ * to buffer, buffer to socket) that then run on two cores; a large write's receive copy already
+ * happened, and pool threads writing one file contend for its inode lock.
  *
  * 'sync' and 'async' force one side (for measurement, or a disk known to be slow).
  */
 export type IoMode = 'auto' | 'sync' | 'async';
 
 export interface IoPlacementOptions {
-  /** Largest call that may run on the event loop (a bigger copy would hold the loop too long). */
-  syncBytesMax: number;
+  /** Largest write that may run on the event loop (a bigger copy would hold the loop too long). */
+  syncWriteBytesMax: number;
+  /** Largest read that may run on the event loop. */
+  syncReadBytesMax: number;
   /** A synchronous call slower than this means the disk, not the page cache, answered. */
   stallMs: number;
   /** How long calls stay on the threadpool after a stall. */
@@ -31,7 +38,8 @@ export interface IoPlacementOptions {
 }
 
 export const defaultIoPlacementOptions: Readonly<IoPlacementOptions> = Object.freeze({
-  syncBytesMax: 4 * 1024 * 1024,
+  syncWriteBytesMax: 4 * 1024 * 1024,
+  syncReadBytesMax: 256 * 1024,
   stallMs: 2,
   holdMs: 1000,
   now: () => performance.now(),
@@ -50,10 +58,19 @@ export class IoPlacement {
     this.options = { ...defaultIoPlacementOptions, ...options };
   }
 
-  /** True when a call of `lengthBytes` should run synchronously now. */
-  runsSync(lengthBytes: number): boolean {
+  /** True when a read of `lengthBytes` should run synchronously now. */
+  readsSync(lengthBytes: number): boolean {
+    return this.runsSync(lengthBytes, this.options.syncReadBytesMax);
+  }
+
+  /** True when a write of `lengthBytes` should run synchronously now. */
+  writesSync(lengthBytes: number): boolean {
+    return this.runsSync(lengthBytes, this.options.syncWriteBytesMax);
+  }
+
+  private runsSync(lengthBytes: number, bytesMax: number): boolean {
     if (this.mode !== 'auto') return this.mode === 'sync';
-    return lengthBytes <= this.options.syncBytesMax && this.options.now() >= this.asyncUntilMs;
+    return lengthBytes <= bytesMax && this.options.now() >= this.asyncUntilMs;
   }
 
   /** The clock, to time a synchronous call (pass the result to `finished`). */

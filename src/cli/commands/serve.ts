@@ -48,7 +48,7 @@ fail with EIO; --delay-*-ms slow them down.`;
     'tls-cert': Flags.string({ description: 'X.509 certificate (PEM) for STARTTLS.', dependsOn: ['tls-key'] }),
     'tls-key': Flags.string({ description: 'Private key (PEM) for the certificate.', dependsOn: ['tls-cert'] }),
     'tls-required': Flags.boolean({ description: 'Refuse every option until the client starts TLS (needs --tls-cert).', default: false }),
-    io: Flags.string({ description: 'Where file reads and writes run: auto (event loop while the page cache answers fast, threadpool for a second after a slow call, and above 4 MiB), sync or async.', options: ['auto', 'sync', 'async'], default: 'auto' }),
+    io: Flags.string({ description: 'Where file reads and writes run: auto (event loop while the page cache answers fast, threadpool for a second after a slow call, and for writes over 4 MiB or reads over 256 KiB), sync or async.', options: ['auto', 'sync', 'async'], default: 'auto' }),
     'max-connections': Flags.integer({ description: 'Connections served at once.', min: 1 }),
     'busy-poll-us': Flags.integer({ description: 'Keep polling this many µs after activity instead of sleeping (lower latency at low queue depth; 0 = off).', min: 0, default: defaultBusyPollUs }),
     'error-rate': Flags.string({ description: 'Fault injection: probability (0..1) that an operation fails.' }),
