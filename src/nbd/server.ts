@@ -2,10 +2,10 @@
  * The NBD server: listeners (TCP and/or a Unix socket), the connection limit, the handshake,
  * then one Transmission per connection; and an orderly shutdown.
  */
+import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { Socket, createServer, type Server } from 'node:net';
 import { sparseNative } from '../store/sparse-native.js';
-import assert from 'node:assert/strict';
 import type { Logger } from '../util/log.js';
 import { MirrorboxError, messageOf } from '../util/errors.js';
 import { BufferPool } from './buffer-pool.js';
@@ -141,7 +141,8 @@ export class NbdServer {
         clearTimeout(timer);
         if (negotiated.stream !== socket) negotiated.stream.on('error', () => {});
         log.debug({ export: negotiated.export.name, structured: negotiated.structuredReplies, extended: negotiated.extendedHeaders, tls: negotiated.tls }, 'transmission');
-        const direct = negotiated.tls ? null : await this.directReadSocket(socket);
+        const direct = negotiated.tls ? null : await this.directReadSocket(socket, log);
+        if (!direct && negotiated.stream.destroyed) return; // the client left meanwhile
         let transmission: Transmission;
         if (direct) {
           transmission = new Transmission({ ...negotiated, stream: direct.socket }, this.pool, this.limits, this.stats, log, this.busyPoll, 'direct', direct.receiveBuffer);
@@ -177,13 +178,21 @@ export class NbdServer {
    */
   private async directReadSocket(
     socket: Socket,
+    log: Logger,
   ): Promise<{ socket: Socket; receiveBuffer: Buffer; attach: (t: Transmission) => void } | null> {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (!sparseNative || typeof fd !== 'number' || fd < 0) return null;
     // The handshake's last replies must have left before its socket object is released.
     await new Promise<void>((resolve) => socket.write(Buffer.alloc(0), () => resolve()));
     if (socket.destroyed) return null;
-    const duplicate = sparseNative.dupFd(fd);
+    let duplicate: number;
+    try {
+      duplicate = sparseNative.dupFd(fd);
+    } catch (err) {
+      // Out of descriptors, say: this connection stays on 'data' events.
+      log.warn({ err: messageOf(err) }, 'cannot duplicate the socket descriptor; using data events');
+      return null;
+    }
     const receiveBuffer = Buffer.allocUnsafeSlow(receiveBufferBytes);
     let target: Transmission | null = null;
     // The Socket constructor reads `onread` (lib/net.js); @types/node 20 declares it on connect() only.
