@@ -50,10 +50,10 @@ const regionSlackBytes = 64;
 export const regionOverheadBytes = regionSlackBytes + regionAlignBytes;
 
 /** Codes of the kernels' negative results. */
-export const aeadAuthFailed = -1;
-export const lz4ErrorTruncated = -1;
-export const lz4ErrorOffset = -2;
-export const lz4ErrorOutput = -3;
+const aeadAuthFailed = -1;
+const lz4ErrorTruncated = -1;
+const lz4ErrorOffset = -2;
+const lz4ErrorOutput = -3;
 
 /** The largest LZ4 output for `n` input bytes (same formula as the kernel). */
 export function lz4CompressBound(n: number): number {
@@ -211,7 +211,7 @@ export function copyOut(view: Uint8Array): Buffer {
 }
 
 /** The typed error for a negative LZ4 decompressor result. */
-export function lz4Error(code: number, dstCap: number): MirrorboxError {
+function lz4Error(code: number, dstCap: number): MirrorboxError {
   switch (code) {
     case lz4ErrorTruncated:
       return new MirrorboxError('CORRUPT_INPUT', 'LZ4 block is truncated or malformed (input ends inside a sequence)');
