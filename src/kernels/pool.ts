@@ -104,7 +104,12 @@ interface WorkerHandle {
 }
 
 const workersDefault = 2;
+/** At most this many workers per core the machine reports. */
+const workersPerCoreMax = 4;
 const slotsPerWorkerDefault = 2;
+const slotsPerWorkerMax = 16;
+/** Ceiling for the queueDepthMax option (jobs admitted and unsettled). */
+const queueDepthLimit = 4096;
 const queueDepthPerSlot = 4;
 const jobAttemptsMax = 2;
 
@@ -136,11 +141,11 @@ export class KernelPool {
     this.slotsPerWorker = options.slotsPerWorker ?? slotsPerWorkerDefault;
     this.queueDepthMax = options.queueDepthMax ?? queueDepthPerSlot * this.workerCount * this.slotsPerWorker;
     this.frameBytesMax = options.frameBytesMax ?? frameBytesMaxDefault;
-    const workersMax = 4 * availableParallelism();
+    const workersMax = workersPerCoreMax * availableParallelism();
     for (const [name, value, max] of [
       ['workers', this.workerCount, workersMax],
-      ['slotsPerWorker', this.slotsPerWorker, 16],
-      ['queueDepthMax', this.queueDepthMax, 4096],
+      ['slotsPerWorker', this.slotsPerWorker, slotsPerWorkerMax],
+      ['queueDepthMax', this.queueDepthMax, queueDepthLimit],
       ['frameBytesMax', this.frameBytesMax, frameBytesMaxLimit],
     ] as const) {
       if (!Number.isSafeInteger(value) || value < 1 || value > max) {

@@ -49,6 +49,13 @@ const regionSlackBytes = 64;
 /** What a region may take beyond its size (slack and alignment); for sizing memories. */
 export const regionOverheadBytes = regionSlackBytes + regionAlignBytes;
 
+/** AEAD sizes the kernels work with (RFC 8439, draft-irtf-cfrg-xchacha). */
+export const keyBytes = 32;
+export const nonceBytes = 12;
+/** XChaCha20-Poly1305 nonce. */
+export const xnonceBytes = 24;
+export const tagBytes = 16;
+
 /** Codes of the kernels' negative results. */
 const aeadAuthFailed = -1;
 const lz4ErrorTruncated = -1;
@@ -173,11 +180,11 @@ export class KernelInstance {
   }
 
   #checkAead(extended: boolean, keyPtr: number, noncePtr: number, aadPtr: number, aadLen: number, data: number, dataLen: number, tagPtr: number): void {
-    this.checkRange(keyPtr, 32);
-    this.checkRange(noncePtr, extended ? 24 : 12);
+    this.checkRange(keyPtr, keyBytes);
+    this.checkRange(noncePtr, extended ? xnonceBytes : nonceBytes);
     this.checkRange(aadPtr, aadLen);
     this.checkRange(data, dataLen);
-    this.checkRange(tagPtr, 16);
+    this.checkRange(tagPtr, tagBytes);
   }
 
   /**
