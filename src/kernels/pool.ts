@@ -384,6 +384,9 @@ export class KernelPool {
   }
 
   async #terminateAll(): Promise<void> {
+    // Terminated on purpose: #onExit must not replace them (after a failed start() the
+    // workers that did come up would otherwise be respawned and leak).
+    this.#closing = true;
     const handles = [...this.#workers];
     this.#workers.clear();
     await Promise.all(handles.map((h) => h.worker.terminate()));
