@@ -187,4 +187,7 @@ test('a pool with a chosen nonce sequence and cipher; close() waits for pending 
   assert.equal(Buffer.from(frames[0]!).subarray(16, 28).toString('hex'), '09090909' + 'e803000000000000');
   await assert.rejects(pool.seal(Buffer.alloc(1)), (err: unknown) => hasCode(err, 'POOL_CLOSED'));
   await assert.rejects(KernelPool.start({ key, workers: 0 }), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
+  // Refused before any worker starts, with the code FrameCodec gives (not WORKER_FAILED).
+  await assert.rejects(KernelPool.start({ key: key.subarray(0, 31) }), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
+  await assert.rejects(KernelPool.start({ key, codec: 'zstd', zstdLevel: 42 }), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
 });

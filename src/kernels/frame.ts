@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { MirrorboxError } from '../util/errors.js';
 import { cipherIds, cipherNameOf, codecIds, codecNameOf, nonceBytesOf, type CipherName, type CodecName } from './ids.js';
 import { copyOut, KernelInstance, keyBytes, lz4CompressBound, regionOverheadBytes, staticDataBytesMax, tagBytes, xnonceBytes, type Region } from './wasm.js';
-import { zstdLevelDefault, zstdLevelMax, zstdLevelMin, ZstdContext, zstdSizeBytesMax } from './zstd.js';
+import { checkZstdLevel, zstdLevelDefault, ZstdContext, zstdSizeBytesMax } from './zstd.js';
 
 /**
  * The sealed frame: the unit the mirror link carries (format in FRAME.md, encoded and decoded
@@ -184,6 +184,13 @@ export interface FrameCodecOptions {
   kernels?: KernelInstance;
 }
 
+/** Throws BAD_ARGUMENT unless `key` is a key for the frame AEAD. */
+export function checkFrameKey(key: unknown): void {
+  if (!(key instanceof Uint8Array) || key.length !== keyBytes) {
+    throw new MirrorboxError('BAD_ARGUMENT', `frame key must be ${keyBytes} bytes`);
+  }
+}
+
 /** Kernel memory a FrameCodec needs for the given options. */
 export function frameCodecMemoryBytes(frameBytesMax: number, ioRegions: boolean, extraMemoryBytes: number): number {
   const sealedMax = sealedFrameBytesMax(frameBytesMax);
@@ -214,13 +221,9 @@ export class FrameCodec {
     if (!Number.isSafeInteger(this.frameBytesMax) || this.frameBytesMax < 1 || this.frameBytesMax > frameBytesMaxLimit) {
       throw new MirrorboxError('BAD_ARGUMENT', `frameBytesMax must be 1..${frameBytesMaxLimit}, got ${this.frameBytesMax}`);
     }
-    if (!(options.key instanceof Uint8Array) || options.key.length !== keyBytes) {
-      throw new MirrorboxError('BAD_ARGUMENT', `frame key must be ${keyBytes} bytes`);
-    }
+    checkFrameKey(options.key);
     if (this.codec === 'zstd' && zstd === undefined) throw new MirrorboxError('BAD_ARGUMENT', 'codec zstd needs zstd loaded ({ zstd: true })');
-    if (!Number.isInteger(this.zstdLevel) || this.zstdLevel < zstdLevelMin || this.zstdLevel > zstdLevelMax) {
-      throw new MirrorboxError('BAD_ARGUMENT', `zstdLevel must be an integer ${zstdLevelMin}..${zstdLevelMax}, got ${this.zstdLevel}`);
-    }
+    checkZstdLevel(this.zstdLevel);
     this.nonces = options.nonces ?? new NonceSequence(this.cipher);
     assert.equal(this.nonces.cipher, this.cipher, 'nonce sequence cipher');
     this.#zstd = zstd;

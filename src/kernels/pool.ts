@@ -3,9 +3,10 @@ import { availableParallelism } from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { MirrorboxError } from '../util/errors.js';
-import { frameBytesMaxDefault, frameBytesMaxLimit, NonceSequence, sealedFrameBytesMax } from './frame.js';
+import { checkFrameKey, frameBytesMaxDefault, frameBytesMaxLimit, NonceSequence, sealedFrameBytesMax } from './frame.js';
 import type { CipherName, CodecName } from './ids.js';
 import { copyOut } from './wasm.js';
+import { checkZstdLevel } from './zstd.js';
 
 /**
  * A pool of worker threads running the frame pipeline in parallel (the patent's parallel
@@ -152,6 +153,10 @@ export class KernelPool {
         throw new MirrorboxError('BAD_ARGUMENT', `${name} must be an integer 1..${max}, got ${value}`);
       }
     }
+    // What the workers' FrameCodecs would refuse, refused here with its own code (a worker
+    // that fails to start only reports WORKER_FAILED).
+    checkFrameKey(options.key);
+    if (options.zstdLevel !== undefined) checkZstdLevel(options.zstdLevel);
     const cipher = options.cipher ?? 'xchacha20-poly1305';
     this.nonces = options.nonces ?? new NonceSequence(cipher);
     assert.equal(this.nonces.cipher, cipher, 'nonce sequence cipher');
