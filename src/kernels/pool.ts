@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { MirrorboxError } from '../util/errors.js';
-import { checkFrameKey, frameBytesMaxDefault, frameBytesMaxLimit, NonceSequence, sealedFrameBytesMax } from './frame.js';
+import { checkFrameKey, frameBytesMaxDefault, frameBytesMaxLimit, NonceSequence, sealedFrameBytesMax, type FrameCodecOptions } from './frame.js';
 import type { CipherName, CodecName } from './ids.js';
 import { copyOut } from './wasm.js';
 import { checkZstdLevel } from './zstd.js';
@@ -32,19 +32,14 @@ import { checkZstdLevel } from './zstd.js';
  *   | close() with jobs pending          | waits for them, then stops the workers              |
  */
 
-export interface KernelPoolOptions {
-  key: Uint8Array;
-  cipher?: CipherName;
-  codec?: CodecName;
-  zstdLevel?: number;
-  frameBytesMax?: number;
+/** The frame options as FrameCodec takes them (every worker runs one), plus the pool's own. */
+export interface KernelPoolOptions extends Pick<FrameCodecOptions, 'key' | 'cipher' | 'codec' | 'zstdLevel' | 'frameBytesMax' | 'nonces'> {
   /** Worker threads (default 2, at most the machine's parallelism x 4). */
   workers?: number;
   /** Jobs in flight per worker (default 2: one running, one ready to go). */
   slotsPerWorker?: number;
   /** Jobs admitted but not yet settled (default 4 x workers x slotsPerWorker). */
   queueDepthMax?: number;
-  nonces?: NonceSequence;
 }
 
 /** What the main thread tells a new worker (worker.ts). */
