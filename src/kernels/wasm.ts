@@ -95,8 +95,6 @@ export interface Region {
 export interface KernelInstanceOptions {
   /** Total linear memory in bytes (rounded up to whole pages). */
   memoryBytes: number;
-  /** An existing shared memory to run over instead of a new one (the pool passes its own). */
-  memory?: WebAssembly.Memory;
 }
 
 /**
@@ -116,7 +114,9 @@ export class KernelInstance {
     if (pages * wasmPageBytes > memoryBytesMax) {
       throw new MirrorboxError('TOO_LARGE', `kernel memory of ${options.memoryBytes} bytes exceeds the ${memoryBytesMax} the module allows`);
     }
-    this.memory = options.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    // One memory per instance: the module's static data (hash table, AEAD scratch) and the
+    // bump allocator both start at fixed addresses, so two instances must never share one.
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     const instance = new WebAssembly.Instance(kernelModule(), { env: { memory: this.memory } });
     this.exports = instance.exports as unknown as KernelExports;
     this.bytes = new Uint8Array(this.memory.buffer);
