@@ -19,9 +19,9 @@ const BLOCK_BYTES: usize = 64;
 /** Four blocks: what the SIMD core produces per iteration. */
 export const BATCH_BYTES: usize = 4 * BLOCK_BYTES;
 
-/** Keystream for a partial final batch of four blocks. */
+/** Keystream for a partial final batch of four blocks (wiped after use). */
 const TAIL_KEYSTREAM: usize = memory.data(<i32>BATCH_BYTES, 16);
-/** 16 words of scalar working state. */
+/** 16 words of scalar working state (wiped after use). */
 const SCALAR_STATE: usize = memory.data(64, 16);
 
 // @ts-ignore: decorator
@@ -203,6 +203,7 @@ export function chacha20Xor(key: usize, counter: u32, nonce: usize, src: usize, 
     let i: usize = 0;
     for (; i + 8 <= rest; i += 8) store<u64>(d + i, load<u64>(s + i) ^ load<u64>(stream + i));
     for (; i < rest; i++) store<u8>(d + i, load<u8>(s + i) ^ load<u8>(stream + i));
+    memory.fill(stream, 0, BATCH_BYTES); // keystream XOR public ciphertext = plaintext
     ctr += <u32>((rest + BLOCK_BYTES - 1) / BLOCK_BYTES);
   }
   return ctr;
@@ -262,6 +263,7 @@ export function chacha20Block(key: usize, counter: u32, nonce: usize, out: usize
   for (let i: usize = 0; i < 8; i++) store<u32>(out + 16 + i * 4, load<u32>(st + 16 + i * 4) + load<u32>(key + i * 4));
   store<u32>(out, load<u32>(st, 48) + counter, 48);
   for (let i: usize = 0; i < 3; i++) store<u32>(out + 52 + i * 4, load<u32>(st + 52 + i * 4) + load<u32>(nonce + i * 4));
+  memory.fill(st, 0, 64); // the rounds are invertible: the state gives the key back
 }
 
 /**
@@ -275,4 +277,5 @@ export function hchacha20(key: usize, nonce16: usize, out: usize): void {
   const st = SCALAR_STATE;
   for (let i: usize = 0; i < 4; i++) store<u32>(out + i * 4, load<u32>(st + i * 4));
   for (let i: usize = 0; i < 4; i++) store<u32>(out + 16 + i * 4, load<u32>(st + 48 + i * 4));
+  memory.fill(st, 0, 64); // holds the subkey
 }

@@ -15,8 +15,14 @@ const TABLE_BYTES: i32 = 256 * 4;
 
 /** Sixteen tables of 256 u32 each; table k at TABLES + k * 1024. */
 const TABLES: usize = memory.data(TABLE_COUNT * TABLE_BYTES, 64);
-/** x^(2^k) mod P for k = 0..31, for combine (reflected bit order). */
-const X2N: usize = memory.data(32 * 4, 16);
+/**
+ * x^(2^k) mod P for k = 0..X2N_COUNT-1, for combine (reflected bit order). Combine needs
+ * x^(8 * lenB) = product of x^(2^k) over the set bits k of 8 * lenB, so k runs up to 3 + 63
+ * for a u64 length. The sequence is not periodic in 32 for this polynomial (x^(2^32) is
+ * x^2, not x), so it cannot wrap at 32 as zlib's CRC-32 table does.
+ */
+const X2N_COUNT: i32 = 3 + 64;
+const X2N: usize = memory.data(X2N_COUNT * 4, 16);
 
 function initTables(): void {
   for (let i: u32 = 0; i < 256; i++) {
@@ -34,7 +40,7 @@ function initTables(): void {
   // x^1 in reflected order is bit 30; each next entry squares the previous one.
   let p: u32 = 1 << 30;
   store<u32>(X2N, p);
-  for (let k = 1; k < 32; k++) {
+  for (let k = 1; k < X2N_COUNT; k++) {
     p = multiplyModP(p, p);
     store<u32>(X2N + (<usize>k << 2), p);
   }
@@ -133,7 +139,7 @@ function xPowerModP(n: u64, k: u32): u32 {
   let nn = n;
   let kk = k;
   while (nn != 0) {
-    if ((nn & 1) != 0) p = multiplyModP(load<u32>(X2N + (<usize>(kk & 31) << 2)), p);
+    if ((nn & 1) != 0) p = multiplyModP(load<u32>(X2N + (<usize>kk << 2)), p);
     nn >>= 1;
     kk++;
   }

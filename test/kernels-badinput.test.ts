@@ -219,6 +219,48 @@ test('AEAD zero-copy open: a wrong tag leaves the ciphertext in place, no plaint
   assert.ok(Buffer.from(data.view).equals(plaintext), 'the right tag opens it in place');
 });
 
+test('AEAD leaves no key material and no keystream in the module static data', () => {
+  // The memory is shared with the pool's main thread, so scratch below heapBase must not keep
+  // the XChaCha subkey, the ChaCha state (its rounds invert back to the key) or keystream.
+  const k = new KernelInstance({ memoryBytes: 2 * 1024 * 1024 });
+  const key = k.reserve(32);
+  const nonce = k.reserve(24);
+  const aad = k.reserve(16);
+  const tag = k.reserve(16);
+  const data = k.reserve(512);
+  const staticData = (): Buffer => Buffer.from(k.bytes.subarray(0, k.heapBase));
+  nonce.view.set(randomBytes(24));
+  aad.view.set(randomBytes(16));
+  for (const extended of [false, true]) {
+    for (const op of ['seal', 'open'] as const) {
+      // Whole Poly1305 blocks and ChaCha batches, so nothing data-dependent is buffered either:
+      // what the call leaves below heapBase must then be the same under any key.
+      const after = (keyBytes: Buffer): Buffer => {
+        key.view.set(keyBytes);
+        data.view.set(Buffer.alloc(512, 7));
+        tag.view.fill(0);
+        if (op === 'seal') k.sealAt(extended, key.ptr, nonce.ptr, aad.ptr, 16, data.ptr, 512, tag.ptr);
+        else assert.throws(() => k.openAt(extended, key.ptr, nonce.ptr, aad.ptr, 16, data.ptr, 512, tag.ptr), (err: unknown) => hasCode(err, 'AUTH_FAILED'));
+        return staticData();
+      };
+      const first = after(randomBytes(32));
+      assert.ok(after(randomBytes(32)).equals(first), `${extended ? 'XChaCha20' : 'ChaCha20'} ${op}: static data depends on the key`);
+    }
+  }
+  // A failed open with a partial last batch: the tail's keystream (ciphertext XOR plaintext)
+  // must not stay behind, or the ciphertext would give the plaintext away.
+  key.view.set(randomBytes(32));
+  const plaintext = randomBytes(300);
+  data.view.set(plaintext);
+  k.sealAt(false, key.ptr, nonce.ptr, aad.ptr, 16, data.ptr, plaintext.length, tag.ptr);
+  const ciphertext = Buffer.from(data.view.subarray(0, plaintext.length));
+  tag.view[0]! ^= 1;
+  assert.throws(() => k.openAt(false, key.ptr, nonce.ptr, aad.ptr, 16, data.ptr, plaintext.length, tag.ptr), (err: unknown) => hasCode(err, 'AUTH_FAILED'));
+  const tailKeystream = Buffer.from(ciphertext.subarray(256).map((c, i) => c ^ plaintext[256 + i]!));
+  assert.equal(staticData().indexOf(tailKeystream), -1, 'the tail keystream is left in static data');
+  assert.equal(staticData().indexOf(plaintext.subarray(256)), -1, 'the tail plaintext is left in static data');
+});
+
 test('one-shot API rejects wrong key and nonce sizes with BAD_ARGUMENT', () => {
   assert.throws(() => chacha20poly1305Seal(randomBytes(31), randomBytes(12), Buffer.alloc(1)), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
   assert.throws(() => chacha20poly1305Seal(randomBytes(32), randomBytes(24), Buffer.alloc(1)), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));

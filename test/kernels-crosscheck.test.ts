@@ -78,6 +78,25 @@ test('CRC32C chains through seeds and combines chunks checksummed apart', () => 
   assert.equal(crc32cCombine(0xdeadbeef, 0, 0), 0xdeadbeef);
 });
 
+test('CRC32C combine is right for B of 512 MiB and more (8 x length past 2^32 bits)', () => {
+  // B is all zeros, fed to sse4_crc32 chunk by chunk, so no buffer of that size is needed.
+  const chunk = Buffer.alloc(16 * 1024 * 1024);
+  const a = randomBytes(100);
+  const crcA = crc32c(a);
+  let crcB = 0; // crc32c(B so far)
+  let whole = crcA; // crc32c(A ++ B so far)
+  let fed = 0;
+  for (const lengthB of [2 ** 29 - 1, 2 ** 29 + 17, 2 ** 32 + 3]) {
+    while (fed < lengthB) {
+      const piece = chunk.subarray(0, Math.min(chunk.length, lengthB - fed));
+      crcB = sse4.calculate(piece, crcB) >>> 0;
+      whole = sse4.calculate(piece, whole) >>> 0;
+      fed += piece.length;
+    }
+    assert.equal(crc32cCombine(crcA, crcB, lengthB), whole, `combine over ${lengthB} bytes`);
+  }
+});
+
 test('CRC32C zero-copy: crc32cAt over a region equals the copying API', () => {
   const k = new KernelInstance({ memoryBytes: 4 * 1024 * 1024 });
   const region = k.reserve(1024 * 1024);

@@ -105,8 +105,20 @@ test('seal and open streams deliver in order, and a slow reader holds the writer
     const inputs = plaintexts(30);
     const frames: Uint8Array[] = [];
     let maxPending = 0;
+    // Items taken from the source but not yet consumed: without backpressure from the slow
+    // reader the fast pool would pull the whole source at once.
+    let pulled = 0;
+    let maxAhead = 0;
     await pipeline(
-      Readable.from(inputs),
+      Readable.from(
+        (function* () {
+          for (const input of inputs) {
+            pulled++;
+            yield input;
+          }
+        })(),
+        { highWaterMark: 1 },
+      ),
       pool.sealStream(),
       new Writable({
         objectMode: true,
@@ -114,12 +126,16 @@ test('seal and open streams deliver in order, and a slow reader holds the writer
         write(frame: Uint8Array, _encoding, callback) {
           frames.push(frame);
           maxPending = Math.max(maxPending, pool.pending);
+          maxAhead = Math.max(maxAhead, pulled - frames.length);
           setTimeout(callback, 5); // a slow consumer
         },
       }),
     );
     assert.equal(frames.length, inputs.length);
     assert.ok(maxPending <= 4, `pending stayed within the bound (saw ${maxPending})`);
+    // Bound: queueDepthMax in flight + queueDepthMax buffered results + a few items in the
+    // streams' own buffers (measured: at most 7 here; 24-26 without the hold on a full reader).
+    assert.ok(maxAhead <= 2 * 4 + 5, `the source was read ${maxAhead} items ahead of the slow reader`);
     const opened: Buffer[] = [];
     await pipeline(
       Readable.from(frames),
@@ -171,4 +187,7 @@ test('a pool with a chosen nonce sequence and cipher; close() waits for pending 
   assert.equal(Buffer.from(frames[0]!).subarray(16, 28).toString('hex'), '09090909' + 'e803000000000000');
   await assert.rejects(pool.seal(Buffer.alloc(1)), (err: unknown) => hasCode(err, 'POOL_CLOSED'));
   await assert.rejects(KernelPool.start({ key, workers: 0 }), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
+  // Refused before any worker starts, with the code FrameCodec gives (not WORKER_FAILED).
+  await assert.rejects(KernelPool.start({ key: key.subarray(0, 31) }), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
+  await assert.rejects(KernelPool.start({ key, codec: 'zstd', zstdLevel: 42 }), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
 });

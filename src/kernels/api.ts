@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { MirrorboxError } from '../util/errors.js';
-import { copyOut, KernelInstance, lz4CompressBound, lz4Error, regionOverheadBytes, staticDataBytesMax, type Region } from './wasm.js';
+import {
+  copyOut,
+  KernelInstance,
+  keyBytes,
+  lz4CompressBound,
+  nonceBytes,
+  regionOverheadBytes,
+  staticDataBytesMax,
+  tagBytes,
+  xnonceBytes,
+  type Region,
+} from './wasm.js';
 
 /**
  * The typed one-shot API: each call copies its input into this thread's kernel memory, runs
@@ -12,10 +23,7 @@ import { copyOut, KernelInstance, lz4CompressBound, lz4Error, regionOverheadByte
 export const messageBytesMax = 16 * 1024 * 1024;
 /** Largest additional authenticated data. */
 export const aadBytesMax = 64 * 1024;
-export const keyBytes = 32;
-export const nonceBytes = 12;
-export const xnonceBytes = 24;
-export const tagBytes = 16;
+export { keyBytes, nonceBytes, tagBytes, xnonceBytes };
 
 interface Scratch {
   kernels: KernelInstance;
@@ -170,7 +178,6 @@ export function lz4DecompressBlock(src: Uint8Array, maxOutputBytes: number): Uin
     throw new MirrorboxError('CORRUPT_INPUT', `LZ4 block of ${src.length} bytes is larger than any block of ${messageBytesMax} bytes`);
   }
   s.b.view.set(src);
-  const result = s.kernels.exports.lz4Decompress(s.b.ptr, src.length, s.a.ptr, maxOutputBytes);
-  if (result < 0) throw lz4Error(result, maxOutputBytes);
-  return copyOut(s.a.view.subarray(0, result));
+  const size = s.kernels.lz4DecompressAt(s.b.ptr, src.length, s.a.ptr, maxOutputBytes);
+  return copyOut(s.a.view.subarray(0, size));
 }

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MirrorboxError } from '../util/errors.js';
 import { cipherIds, cipherNameOf, codecIds, codecNameOf, nonceBytesOf, type CipherName, type CodecName } from './ids.js';
-import { copyOut, KernelInstance, lz4CompressBound, regionOverheadBytes, staticDataBytesMax, type Region } from './wasm.js';
-import { zstdLevelDefault, zstdLevelMax, zstdLevelMin, ZstdContext, zstdSizeBytesMax } from './zstd.js';
+import { copyOut, KernelInstance, keyBytes, lz4CompressBound, regionOverheadBytes, staticDataBytesMax, tagBytes, xnonceBytes, type Region } from './wasm.js';
+import { checkZstdLevel, zstdLevelDefault, ZstdContext, zstdSizeBytesMax } from './zstd.js';
 
 /**
  * The sealed frame: the unit the mirror link carries (format in FRAME.md, encoded and decoded
@@ -30,7 +30,7 @@ export const frameMagic0 = 0x4d; // 'M'
 export const frameMagic1 = 0x46; // 'F'
 export const frameVersion = 1;
 export const frameHeaderBytes = 16;
-export const frameTagBytes = 16;
+export const frameTagBytes = tagBytes;
 /** The CRC32C of the plaintext at the start of the encrypted body. */
 export const frameCrcBytes = 4;
 export const frameBytesMaxDefault = 1024 * 1024;
@@ -184,10 +184,17 @@ export interface FrameCodecOptions {
   kernels?: KernelInstance;
 }
 
+/** Throws BAD_ARGUMENT unless `key` is a key for the frame AEAD. */
+export function checkFrameKey(key: unknown): void {
+  if (!(key instanceof Uint8Array) || key.length !== keyBytes) {
+    throw new MirrorboxError('BAD_ARGUMENT', `frame key must be ${keyBytes} bytes`);
+  }
+}
+
 /** Kernel memory a FrameCodec needs for the given options. */
 export function frameCodecMemoryBytes(frameBytesMax: number, ioRegions: boolean, extraMemoryBytes: number): number {
   const sealedMax = sealedFrameBytesMax(frameBytesMax);
-  const own = 32 + frameHeaderBytes + 24 + frameAadBytesMax + 3 * regionOverheadBytes;
+  const own = keyBytes + frameHeaderBytes + xnonceBytes + frameAadBytesMax + 3 * regionOverheadBytes;
   const io = ioRegions ? 2 * (sealedMax + regionOverheadBytes) : 0;
   return staticDataBytesMax + own + io + extraMemoryBytes;
 }
@@ -214,13 +221,9 @@ export class FrameCodec {
     if (!Number.isSafeInteger(this.frameBytesMax) || this.frameBytesMax < 1 || this.frameBytesMax > frameBytesMaxLimit) {
       throw new MirrorboxError('BAD_ARGUMENT', `frameBytesMax must be 1..${frameBytesMaxLimit}, got ${this.frameBytesMax}`);
     }
-    if (!(options.key instanceof Uint8Array) || options.key.length !== 32) {
-      throw new MirrorboxError('BAD_ARGUMENT', 'frame key must be 32 bytes');
-    }
+    checkFrameKey(options.key);
     if (this.codec === 'zstd' && zstd === undefined) throw new MirrorboxError('BAD_ARGUMENT', 'codec zstd needs zstd loaded ({ zstd: true })');
-    if (!Number.isInteger(this.zstdLevel) || this.zstdLevel < zstdLevelMin || this.zstdLevel > zstdLevelMax) {
-      throw new MirrorboxError('BAD_ARGUMENT', `zstdLevel must be an integer ${zstdLevelMin}..${zstdLevelMax}, got ${this.zstdLevel}`);
-    }
+    checkZstdLevel(this.zstdLevel);
     this.nonces = options.nonces ?? new NonceSequence(this.cipher);
     assert.equal(this.nonces.cipher, this.cipher, 'nonce sequence cipher');
     this.#zstd = zstd;
@@ -228,9 +231,9 @@ export class FrameCodec {
     this.kernels =
       options.kernels ??
       new KernelInstance({ memoryBytes: frameCodecMemoryBytes(this.frameBytesMax, ioRegions, options.extraMemoryBytes ?? 0) });
-    this.#key = this.kernels.reserve(32);
+    this.#key = this.kernels.reserve(keyBytes);
     this.#key.view.set(options.key);
-    this.#aad = this.kernels.reserve(frameHeaderBytes + 24 + frameAadBytesMax);
+    this.#aad = this.kernels.reserve(frameHeaderBytes + xnonceBytes + frameAadBytesMax);
     const sealedMax = sealedFrameBytesMax(this.frameBytesMax);
     this.#input = ioRegions ? this.kernels.reserve(sealedMax) : undefined;
     this.#output = ioRegions ? this.kernels.reserve(sealedMax) : undefined;

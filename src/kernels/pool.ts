@@ -3,9 +3,10 @@ import { availableParallelism } from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { MirrorboxError } from '../util/errors.js';
-import { frameBytesMaxDefault, frameBytesMaxLimit, NonceSequence, sealedFrameBytesMax } from './frame.js';
+import { checkFrameKey, frameBytesMaxDefault, frameBytesMaxLimit, NonceSequence, sealedFrameBytesMax, type FrameCodecOptions } from './frame.js';
 import type { CipherName, CodecName } from './ids.js';
 import { copyOut } from './wasm.js';
+import { checkZstdLevel } from './zstd.js';
 
 /**
  * A pool of worker threads running the frame pipeline in parallel (the patent's parallel
@@ -31,19 +32,14 @@ import { copyOut } from './wasm.js';
  *   | close() with jobs pending          | waits for them, then stops the workers              |
  */
 
-export interface KernelPoolOptions {
-  key: Uint8Array;
-  cipher?: CipherName;
-  codec?: CodecName;
-  zstdLevel?: number;
-  frameBytesMax?: number;
+/** The frame options as FrameCodec takes them (every worker runs one), plus the pool's own. */
+export interface KernelPoolOptions extends Pick<FrameCodecOptions, 'key' | 'cipher' | 'codec' | 'zstdLevel' | 'frameBytesMax' | 'nonces'> {
   /** Worker threads (default 2, at most the machine's parallelism x 4). */
   workers?: number;
   /** Jobs in flight per worker (default 2: one running, one ready to go). */
   slotsPerWorker?: number;
   /** Jobs admitted but not yet settled (default 4 x workers x slotsPerWorker). */
   queueDepthMax?: number;
-  nonces?: NonceSequence;
 }
 
 /** What the main thread tells a new worker (worker.ts). */
@@ -104,7 +100,12 @@ interface WorkerHandle {
 }
 
 const workersDefault = 2;
+/** At most this many workers per core the machine reports. */
+const workersPerCoreMax = 4;
 const slotsPerWorkerDefault = 2;
+const slotsPerWorkerMax = 16;
+/** Ceiling for the queueDepthMax option (jobs admitted and unsettled). */
+const queueDepthLimit = 4096;
 const queueDepthPerSlot = 4;
 const jobAttemptsMax = 2;
 
@@ -136,17 +137,21 @@ export class KernelPool {
     this.slotsPerWorker = options.slotsPerWorker ?? slotsPerWorkerDefault;
     this.queueDepthMax = options.queueDepthMax ?? queueDepthPerSlot * this.workerCount * this.slotsPerWorker;
     this.frameBytesMax = options.frameBytesMax ?? frameBytesMaxDefault;
-    const workersMax = 4 * availableParallelism();
+    const workersMax = workersPerCoreMax * availableParallelism();
     for (const [name, value, max] of [
       ['workers', this.workerCount, workersMax],
-      ['slotsPerWorker', this.slotsPerWorker, 16],
-      ['queueDepthMax', this.queueDepthMax, 4096],
+      ['slotsPerWorker', this.slotsPerWorker, slotsPerWorkerMax],
+      ['queueDepthMax', this.queueDepthMax, queueDepthLimit],
       ['frameBytesMax', this.frameBytesMax, frameBytesMaxLimit],
     ] as const) {
       if (!Number.isSafeInteger(value) || value < 1 || value > max) {
         throw new MirrorboxError('BAD_ARGUMENT', `${name} must be an integer 1..${max}, got ${value}`);
       }
     }
+    // What the workers' FrameCodecs would refuse, refused here with its own code (a worker
+    // that fails to start only reports WORKER_FAILED).
+    checkFrameKey(options.key);
+    if (options.zstdLevel !== undefined) checkZstdLevel(options.zstdLevel);
     const cipher = options.cipher ?? 'xchacha20-poly1305';
     this.nonces = options.nonces ?? new NonceSequence(cipher);
     assert.equal(this.nonces.cipher, cipher, 'nonce sequence cipher');
@@ -379,6 +384,9 @@ export class KernelPool {
   }
 
   async #terminateAll(): Promise<void> {
+    // Terminated on purpose: #onExit must not replace them (after a failed start() the
+    // workers that did come up would otherwise be respawned and leak).
+    this.#closing = true;
     const handles = [...this.#workers];
     this.#workers.clear();
     await Promise.all(handles.map((h) => h.worker.terminate()));

@@ -49,11 +49,18 @@ const regionSlackBytes = 64;
 /** What a region may take beyond its size (slack and alignment); for sizing memories. */
 export const regionOverheadBytes = regionSlackBytes + regionAlignBytes;
 
+/** AEAD sizes the kernels work with (RFC 8439, draft-irtf-cfrg-xchacha). */
+export const keyBytes = 32;
+export const nonceBytes = 12;
+/** XChaCha20-Poly1305 nonce. */
+export const xnonceBytes = 24;
+export const tagBytes = 16;
+
 /** Codes of the kernels' negative results. */
-export const aeadAuthFailed = -1;
-export const lz4ErrorTruncated = -1;
-export const lz4ErrorOffset = -2;
-export const lz4ErrorOutput = -3;
+const aeadAuthFailed = -1;
+const lz4ErrorTruncated = -1;
+const lz4ErrorOffset = -2;
+const lz4ErrorOutput = -3;
 
 /** The largest LZ4 output for `n` input bytes (same formula as the kernel). */
 export function lz4CompressBound(n: number): number {
@@ -88,8 +95,6 @@ export interface Region {
 export interface KernelInstanceOptions {
   /** Total linear memory in bytes (rounded up to whole pages). */
   memoryBytes: number;
-  /** An existing shared memory to run over instead of a new one (the pool passes its own). */
-  memory?: WebAssembly.Memory;
 }
 
 /**
@@ -109,7 +114,9 @@ export class KernelInstance {
     if (pages * wasmPageBytes > memoryBytesMax) {
       throw new MirrorboxError('TOO_LARGE', `kernel memory of ${options.memoryBytes} bytes exceeds the ${memoryBytesMax} the module allows`);
     }
-    this.memory = options.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    // One memory per instance: the module's static data (hash table, AEAD scratch) and the
+    // bump allocator both start at fixed addresses, so two instances must never share one.
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     const instance = new WebAssembly.Instance(kernelModule(), { env: { memory: this.memory } });
     this.exports = instance.exports as unknown as KernelExports;
     this.bytes = new Uint8Array(this.memory.buffer);
@@ -173,11 +180,11 @@ export class KernelInstance {
   }
 
   #checkAead(extended: boolean, keyPtr: number, noncePtr: number, aadPtr: number, aadLen: number, data: number, dataLen: number, tagPtr: number): void {
-    this.checkRange(keyPtr, 32);
-    this.checkRange(noncePtr, extended ? 24 : 12);
+    this.checkRange(keyPtr, keyBytes);
+    this.checkRange(noncePtr, extended ? xnonceBytes : nonceBytes);
     this.checkRange(aadPtr, aadLen);
     this.checkRange(data, dataLen);
-    this.checkRange(tagPtr, 16);
+    this.checkRange(tagPtr, tagBytes);
   }
 
   /**
@@ -211,7 +218,7 @@ export function copyOut(view: Uint8Array): Buffer {
 }
 
 /** The typed error for a negative LZ4 decompressor result. */
-export function lz4Error(code: number, dstCap: number): MirrorboxError {
+function lz4Error(code: number, dstCap: number): MirrorboxError {
   switch (code) {
     case lz4ErrorTruncated:
       return new MirrorboxError('CORRUPT_INPUT', 'LZ4 block is truncated or malformed (input ends inside a sequence)');

@@ -46,6 +46,9 @@ port.on('message', (request: WorkerRequest) => {
     // Fault injection: an uncaught error, exactly like a bug would raise.
     throw new Error('injected worker crash');
   }
+  // Nonce counters come from the main thread's sequence only: this worker's NonceSequence has
+  // the same prefix but its own counter, so taking from it would repeat a nonce.
+  assert.ok(request.op !== 'seal' || request.nonceCounter !== undefined, 'a seal job carries its nonce counter');
   try {
     const outBytes =
       request.op === 'seal'

@@ -22,6 +22,13 @@ export const zstdLevelMin = 1;
 export const zstdLevelMax = 9;
 export const zstdLevelDefault = 3;
 
+/** Throws BAD_ARGUMENT unless `level` is a supported zstd level. */
+export function checkZstdLevel(level: number): void {
+  if (!Number.isInteger(level) || level < zstdLevelMin || level > zstdLevelMax) {
+    throw new MirrorboxError('BAD_ARGUMENT', `zstd level must be an integer ${zstdLevelMin}..${zstdLevelMax}, got ${level}`);
+  }
+}
+
 /** The parts of the package's Emscripten binding we use. */
 interface VectorU8 {
   resize(size: number, fill: number): void;
@@ -103,18 +110,12 @@ export class ZstdContext {
     return this.#codec.compressBound(size);
   }
 
-  #checkLevel(level: number): void {
-    if (!Number.isInteger(level) || level < zstdLevelMin || level > zstdLevelMax) {
-      throw new MirrorboxError('BAD_ARGUMENT', `zstd level must be an integer ${zstdLevelMin}..${zstdLevelMax}, got ${level}`);
-    }
-  }
-
   /**
    * Compresses `src` and passes a view of the result to `sink` (valid only during the call);
    * returns what the sink returns. One copy in; the caller decides where the output goes.
    */
   compressWith<T>(src: Uint8Array, level: number, sink: (compressed: Uint8Array) => T): T {
-    this.#checkLevel(level);
+    checkZstdLevel(level);
     if (src.length > this.sizeBytesMax) {
       throw new MirrorboxError('TOO_LARGE', `zstd input of ${src.length} bytes exceeds the ${this.sizeBytesMax} configured`);
     }
