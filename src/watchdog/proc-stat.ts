@@ -99,8 +99,17 @@ export function describeVerdict(verdict: Verdict, stat?: ProcStat): string {
   }
 }
 
-/** Live (non-zombie) members of a process group, found by scanning /proc. */
-export function groupMembers(pgid: number): number[] {
+/**
+ * Live (non-zombie) members of a process group, found by scanning /proc.
+ *
+ * A group id is its leader's pid. Once the leader has been reaped and the group is empty, the
+ * kernel may hand that number to a new process, which may lead a group of its own (anything
+ * started with setsid). With `leaderStartTicks`, the group is taken to be the one our leader
+ * (pid = pgid, that start time) led: when /proc shows another process under the leader's pid,
+ * the number was reused, and since the kernel never reuses a pid that still names a group, our
+ * group is empty: [] (never somebody else's group).
+ */
+export function groupMembers(pgid: number, leaderStartTicks?: number): number[] {
   // Fast path: no process at all in the group.
   try {
     process.kill(-pgid, 0);
@@ -108,6 +117,7 @@ export function groupMembers(pgid: number): number[] {
     if (hasCode(err, 'ESRCH')) return [];
     if (!hasCode(err, 'EPERM')) throw err;
   }
+  if (leaderStartTicks !== undefined && verdictOf(pgid, leaderStartTicks).verdict === 'reused') return [];
   const members: number[] = [];
   for (const name of readdirSync('/proc')) {
     const c = name.charCodeAt(0);
@@ -118,7 +128,10 @@ export function groupMembers(pgid: number): number[] {
     } catch {
       continue; // a process that exited while we read it
     }
-    if (stat && stat.pgrp === pgid && stat.state !== 'Z' && stat.state !== 'X') members.push(stat.pid);
+    if (!stat || stat.pgrp !== pgid) continue;
+    // Reused while we scanned: the group under this id is no longer ours.
+    if (leaderStartTicks !== undefined && stat.pid === pgid && stat.startTicks !== leaderStartTicks) return [];
+    if (stat.state !== 'Z' && stat.state !== 'X') members.push(stat.pid);
   }
   return members;
 }

@@ -35,7 +35,7 @@ const processRecordSchema = z.object({
   restarts: z.number().int().nonnegative(),
   lastCause: z.string().nullable(),
   adopted: z.boolean(),
-});
+}).refine((r) => r.pgid === null || r.pgid === r.pid, { path: ['pgid'], message: 'must equal pid (each process leads its own group)' });
 export type ProcessRecord = z.output<typeof processRecordSchema>;
 
 const stateSchema = z.object({

@@ -20,7 +20,7 @@ import * as limits from './limits.js';
 import { buildAlert } from './notify/alert.js';
 import type { Notifier } from './notify/notifier.js';
 import { openOutputLog, waitForOutputLine } from './output-log.js';
-import { describeVerdict, groupMembers, verdictOf } from './proc-stat.js';
+import { describeVerdict, verdictOf } from './proc-stat.js';
 import { makeProbe, type Probe } from './probes.js';
 import { adoptProcess, spawnProcess, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
 import { adoptionVerdict, type ProcessRecord, type StateFile } from './state.js';
@@ -543,7 +543,7 @@ export class Supervisor {
   private async clearMember(m: Member, ctx: Context): Promise<void> {
     const h = m.handle;
     if (!h) return;
-    if (!h.exited || groupMembers(h.pgid).length > 0) await this.stopMember(m, h.exited ? 'processes left in its group' : 'failed', ctx);
+    if (!h.exited || h.groupLeft().length > 0) await this.stopMember(m, h.exited ? 'processes left in its group' : 'failed', ctx);
   }
 
   /**
@@ -652,7 +652,7 @@ export class Supervisor {
   private async stopMember(m: Member, cause: string, ctx: Context): Promise<void> {
     const h = m.handle;
     this.stopLiveness(m);
-    if (!h || (h.exited && groupMembers(h.pgid).length === 0)) {
+    if (!h || (h.exited && h.groupLeft().length === 0)) {
       m.state = 'stopped';
       this.write({ ...ctx, event: 'stop', process: m.name, pid: h?.pid ?? null, cause: `${cause} (already exited)` });
       this.onChange();

@@ -89,8 +89,8 @@ export function killRecorded(stateDir: string): void {
     }
   }
   for (const p of state?.processes ?? []) {
-    if (p.pgid === null) continue;
-    for (const pid of groupMembers(p.pgid)) {
+    if (p.pgid === null || p.startTicks === null) continue;
+    for (const pid of groupMembers(p.pgid, p.startTicks)) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
