@@ -136,6 +136,40 @@ export function groupMembers(pgid: number, leaderStartTicks?: number): number[] 
   return members;
 }
 
+export interface SessionLeader {
+  pid: number;
+  startTicks: number;
+  /** The process's environment as it was at exec (/proc/PID/environ), "NAME=value" each. */
+  environ: string[];
+  /** Its argv (/proc/PID/cmdline). */
+  argv: string[];
+}
+
+/**
+ * Live session leaders (pid = session id: what the watchdog starts, each with setsid) whose
+ * environment holds `entry` ("NAME=value"). Processes of other users (EACCES) are passed over.
+ */
+export function sessionLeadersWith(entry: string): SessionLeader[] {
+  const found: SessionLeader[] = [];
+  for (const name of readdirSync('/proc')) {
+    const c = name.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    const pid = Number(name);
+    try {
+      const stat = readProcStat(pid);
+      if (!stat || stat.session !== pid || stat.state === 'Z' || stat.state === 'X') continue;
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      if (!environ.includes(entry)) continue;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.at(-1) === '') argv.pop();
+      found.push({ pid, startTicks: stat.startTicks, environ, argv });
+    } catch {
+      continue; // exited while we read it, or not ours to read
+    }
+  }
+  return found;
+}
+
 let bootIdCached: string | undefined;
 
 /** This boot's id: PIDs and start ticks recorded under another boot id mean nothing. */

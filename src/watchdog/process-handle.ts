@@ -174,6 +174,8 @@ export async function spawnProcess(spec: SpawnSpec, log: OutputLog): Promise<Pro
  * anything.
  */
 export const spareScript = 'read -r go || exit 0; exec "$@" </dev/null';
+/** The spare shell's $0: its argv is /bin/sh -c spareScript spareName COMMAND… until it execs. */
+export const spareName = 'mirrorbox-spare';
 
 export class Spare {
   readonly child: ChildProcess;
@@ -193,7 +195,7 @@ export class Spare {
   static prepare(spec: SpawnSpec, log: OutputLog): Spare | undefined {
     let child: ChildProcess;
     try {
-      child = spawn('/bin/sh', ['-c', spareScript, 'mirrorbox-spare', ...spec.command], {
+      child = spawn('/bin/sh', ['-c', spareScript, spareName, ...spec.command], {
         cwd: spec.cwd,
         env: { ...process.env, ...spec.env },
         stdio: ['pipe', log.fd, log.fd],

@@ -20,12 +20,19 @@ import * as limits from './limits.js';
 import { buildAlert } from './notify/alert.js';
 import type { Notifier } from './notify/notifier.js';
 import { openOutputLog, waitForOutputLine } from './output-log.js';
-import { describeVerdict, verdictOf } from './proc-stat.js';
+import { describeVerdict, sessionLeadersWith, verdictOf } from './proc-stat.js';
 import { makeProbe, type Probe } from './probes.js';
-import { adoptProcess, spawnProcess, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
+import { adoptProcess, spareName, spawnProcess, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
 import { adoptionVerdict, type ProcessRecord, type StateFile } from './state.js';
 
 export type MemberState = 'stopped' | 'starting' | 'running' | 'stopping' | 'failed' | 'held';
+
+/**
+ * Set in the environment of every process the watchdog starts: the state folder (which names
+ * the watchdog: one per folder) and the process's name. A restarted watchdog finds by them the
+ * instances its predecessor started but did not get to record (see stopUnrecorded).
+ */
+export const startedByEnv = { stateDir: 'MIRRORBOX_WATCHDOG_STATE_DIR', process: 'MIRRORBOX_WATCHDOG_PROCESS' } as const;
 type Remedy = Exclude<Rung, 'notify'>;
 
 interface Context {
@@ -49,6 +56,8 @@ class Member {
   /** A shell forked ahead of the next restart (see Spare), when `spare` is on. */
   spare: Spare | undefined;
   readonly failureWindow: SlidingWindow | undefined;
+  /** The configured env plus startedByEnv. */
+  readonly env: Record<string, string>;
   readonly live: { probe: Probe; describe: string } | undefined;
   readonly ready: { probe: Probe; describe: string } | { stdout: RegExp; describe: string } | undefined;
 
@@ -56,7 +65,9 @@ class Member {
     readonly index: number,
     readonly spec: ProcessConfig,
     readonly cwd: string,
+    stateDir: string,
   ) {
+    this.env = { ...spec.env, [startedByEnv.stateDir]: stateDir, [startedByEnv.process]: spec.name };
     this.failureWindow = spec.budget ? new SlidingWindow(spec.budget.windowSeconds * 1000) : undefined;
     this.live = spec.live ? makeProbe(spec.live, cwd) : undefined;
     if (spec.ready?.stdout !== undefined) this.ready = { stdout: new RegExp(spec.ready.stdout), describe: `stdout /${spec.ready.stdout}/` };
@@ -144,7 +155,7 @@ export class Supervisor {
     this.log = options.log;
     this.onChange = options.onChange;
     this.onSpawned = options.onSpawned;
-    this.members = this.config.processes.map((spec, i) => new Member(i, spec, resolve(this.config.cwd, spec.cwd ?? '.')));
+    this.members = this.config.processes.map((spec, i) => new Member(i, spec, resolve(this.config.cwd, spec.cwd ?? '.'), this.config.stateDir));
     this.policy = { ladder: this.config.ladder, attemptsPerRung: this.config.attemptsPerRung, onExhausted: this.config.onExhausted, backoff: this.config.backoff };
     this.appWindow = this.config.budget ? new SlidingWindow(this.config.budget.windowSeconds * 1000) : undefined;
   }
@@ -171,13 +182,16 @@ export class Supervisor {
         const v = verdicts[i];
         const record = records.get(m.name);
         if (!v || !record || record.pid === null || record.startTicks === null) continue;
-        if (v.adopt || v.alive) {
-          const why = v.adopt ? `restarting from ${this.members[from]!.name}, which is not running` : v.reason;
-          m.handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
+        const handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
+        // Alive, or dead with processes left in its group (they could hold what the new one needs).
+        if (v.adopt || v.alive || handle.groupLeft().length > 0) {
+          const why = v.adopt ? `restarting from ${this.members[from]!.name}, which is not running` : v.alive ? v.reason : 'processes left in its group';
+          m.handle = handle;
           await this.stopMember(m, why, { incident: null, rung: null });
         }
       }
       await this.stopOrphans(previous, records);
+      await this.stopUnrecorded();
       for (let i = from; i < this.members.length && !this.shuttingDown; i += 1) {
         if (!(await this.startMember(this.members[i]!, { incident: null, rung: null }))) break;
       }
@@ -212,11 +226,41 @@ export class Supervisor {
     for (const record of [...records.values()].reverse()) {
       if (names.has(record.name) || record.pid === null || record.startTicks === null) continue;
       const v = adoptionVerdict(record, previous, record.command);
-      if (!v.adopt && !v.alive) continue;
       const handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
-      this.write({ event: 'stop', process: record.name, pid: record.pid, cause: 'no longer in the config' });
-      await stopGroup(handle, 'SIGTERM', limits.stopTimeoutMsDefault, () => this.write({ event: 'kill', process: record.name, pid: record.pid, cause: 'did not stop in time' }));
+      if (!v.adopt && !v.alive && handle.groupLeft().length === 0) continue;
+      await this.stopStray(record.name, handle, { signal: 'SIGTERM', timeoutMs: limits.stopTimeoutMsDefault }, 'no longer in the config');
     }
+  }
+
+  /**
+   * Instances a previous watchdog started but did not record: it ended between a spawn and the
+   * state file write after it (the write is asynchronous, off the restart path). They carry
+   * startedByEnv and the configured command (the end of their argv: a script's interpreter may
+   * come first); every one that is not adopted is stopped, so nothing runs twice. Spare shells
+   * (a previous watchdog's, which exit by themselves, and this one's) are not instances.
+   */
+  private async stopUnrecorded(): Promise<void> {
+    const adopted = new Set(this.members.flatMap((m) => (m.handle && !m.handle.exited ? [m.handle.pid] : [])));
+    const found = sessionLeadersWith(`${startedByEnv.stateDir}=${this.config.stateDir}`);
+    for (const m of [...this.members].reverse()) {
+      const command = m.spec.command;
+      for (const p of found) {
+        if (adopted.has(p.pid) || !p.environ.includes(`${startedByEnv.process}=${m.name}`)) continue;
+        const at = p.argv.length - command.length;
+        if (at < 0 || p.argv[at - 1] === spareName || !command.every((arg, i) => p.argv[at + i] === arg)) continue;
+        const handle = adoptProcess(p.pid, p.pid, p.startTicks, Date.now());
+        await this.stopStray(m.name, handle, m.spec.stop, 'not in the state file: started by the previous watchdog just before it ended');
+      }
+    }
+  }
+
+  /** Controlled stop of a process that is not (or no longer) a member's instance. */
+  private async stopStray(name: string, handle: ProcHandle, stop: { signal: string; timeoutMs: number }, cause: string): Promise<void> {
+    const signal = stop.signal as NodeJS.Signals;
+    this.write({ event: 'stop', process: name, pid: handle.pid, cause, signal });
+    await stopGroup(handle, signal, stop.timeoutMs, () =>
+      this.write({ event: 'kill', process: name, pid: handle.pid, cause: `did not stop within ${stop.timeoutMs} ms of ${signal}`, signal: 'SIGKILL' }),
+    );
   }
 
   // -------------------------------------------------------------------------------------------
@@ -570,7 +614,7 @@ export class Supervisor {
       const log = openOutputLog(this.config.logDir, m.name);
       outputOffset = log.offsetBytes;
       try {
-        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.spec.env, onSpawned: this.onSpawned }, log);
+        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, log);
       } catch (err) {
         m.handle = undefined;
         this.markFailed(m, 'fail', messageOf(err));
@@ -604,7 +648,7 @@ export class Supervisor {
     if (!m.spec.spare) return;
     setImmediate(() => {
       if (m.spare || this.shuttingDown || m.state !== 'running') return;
-      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.spec.env, onSpawned: this.onSpawned }, openOutputLog(this.config.logDir, m.name));
+      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, openOutputLog(this.config.logDir, m.name));
     });
   }
 

@@ -12,6 +12,7 @@ import { spawnCli, type Spawned } from './process.js';
 import { parseJournalLine, type JournalEntry } from '../../src/watchdog/journal.js';
 import { readStateFile, statePaths } from '../../src/watchdog/state.js';
 import { groupMembers } from '../../src/watchdog/proc-stat.js';
+import { spareName } from '../../src/watchdog/process-handle.js';
 
 export const servicePath = join(repoRoot, 'dist', 'test', 'fixtures', 'watchdog-service.js');
 
@@ -127,7 +128,7 @@ export function sparesIn(dir: string): number[] {
     if (!/^\d+$/.test(name)) continue;
     try {
       if (readlinkSync(`/proc/${name}/cwd`) !== dir) continue;
-      if (readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').includes('mirrorbox-spare') && alive(Number(name))) found.push(Number(name));
+      if (readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').includes(spareName) && alive(Number(name))) found.push(Number(name));
     } catch {
       continue;
     }
