@@ -51,8 +51,8 @@ class Member {
   liveTimer: NodeJS.Timeout | undefined;
   liveFailures = 0;
   liveBusy = false;
-  /** Consecutive /proc checks that found a child gone before its exit event arrived. */
-  goneChecks = 0;
+  /** When (performance.now() ms) /proc first showed this child ended, its exit event not yet in. */
+  goneSinceMs: number | null = null;
   /** A shell forked ahead of the next restart (see Spare), when `spare` is on. */
   spare: Spare | undefined;
   readonly failureWindow: SlidingWindow | undefined;
@@ -276,16 +276,18 @@ export class Supervisor {
       if (!h || h.exited || (m.state !== 'running' && m.state !== 'starting')) continue;
       const { verdict, stat } = verdictOf(h.pid, h.startTicks);
       if (verdict === 'running') {
-        m.goneChecks = 0;
+        m.goneSinceMs = null;
       } else if (verdict === 'stopped') {
         if (m.state === 'running') this.markFailed(m, 'fail', describeVerdict(verdict, stat));
       } else if (!h.child) {
         h.markExited({ cause: describeVerdict(verdict, stat) });
       } else {
         // Our own child: its exit event (with code and signal) is due any moment; act on /proc
-        // only if it does not come by the next check.
-        m.goneChecks += 1;
-        if (m.goneChecks >= 2) h.markExited({ cause: describeVerdict(verdict, stat) });
+        // only if it has not come a whole check interval later. (Time, not a count of checks:
+        // the check after each remedy can follow the timer's with no event processed between.)
+        const nowMs = performance.now();
+        m.goneSinceMs ??= nowMs;
+        if (nowMs - m.goneSinceMs >= this.config.checkIntervalMs) h.markExited({ cause: describeVerdict(verdict, stat) });
       }
     }
   }
@@ -600,7 +602,7 @@ export class Supervisor {
     const generation = m.generation;
     m.state = 'starting';
     m.readyAtMs = null;
-    m.goneChecks = 0;
+    m.goneSinceMs = null;
     let handle: ProcHandle;
     let outputOffset: number;
     const spare = m.spare;
