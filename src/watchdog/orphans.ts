@@ -3,14 +3,13 @@
  * stop the processes its state file recorded, if they are still the same processes (pid and
  * start ticks), in reverse order, with the same controlled stop as the watchdog's.
  */
-import { writeFileSync, renameSync } from 'node:fs';
 import { MirrorboxError } from '../util/errors.js';
 import type { WatchdogConfig } from './config.js';
 import { JournalWriter } from './journal.js';
 import * as limits from './limits.js';
 import { bootId, verdictOf } from './proc-stat.js';
 import { adoptProcess, stopGroup } from './process-handle.js';
-import { readStateFile, recordedWatchdogAlive, statePaths } from './state.js';
+import { readStateFile, recordedWatchdogAlive, statePaths, writeStateFileSync } from './state.js';
 
 export async function stopRecorded(stateDir: string, config: WatchdogConfig | undefined, progress: (text: string) => void): Promise<string[]> {
   const paths = statePaths(stateDir);
@@ -48,7 +47,6 @@ export async function stopRecorded(stateDir: string, config: WatchdogConfig | un
   }
   state.watchdog.state = 'stopped';
   state.updatedAt = new Date().toISOString();
-  writeFileSync(`${paths.state}.tmp`, JSON.stringify(state, null, 2) + '\n');
-  renameSync(`${paths.state}.tmp`, paths.state);
+  writeStateFileSync(paths.state, state);
   return stopped;
 }
