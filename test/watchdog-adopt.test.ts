@@ -116,7 +116,7 @@ test('hardware watchdog: fed while the watchdog runs, disarmed with the magic "V
   const config = await threeProcesses(dir, join(dir, 'events'), `hardwareWatchdog: { device: "${device}", everyMs: 50 }`);
   const stateDir = join(dir, 'var');
   const w = await startWatchdog(t, config, stateDir, join(stateDir, 'watchdog.jsonl'));
-  await new Promise((r) => setTimeout(r, 400));
+  await waitUntil(() => readFileSync(device, 'latin1').length >= 4, 10_000, 'four feeds');
   const fed = readFileSync(device, 'latin1');
   assert.match(fed, /^\.{4,}$/, 'fed every 50 ms, never the magic character');
   assert.ok((await requestStatus(stateDir)).watchdog.hardwareFeeds! >= 4);

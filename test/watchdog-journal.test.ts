@@ -9,7 +9,7 @@ import { MirrorboxError } from '../src/util/errors.js';
 import { repoRoot } from './helpers/paths.js';
 import { tempDir } from './helpers/tmp.js';
 import { requestStatus } from '../src/watchdog/watchdog.js';
-import { serviceCommand, startWatchdog, watchdogDir, writeConfig } from './helpers/watchdog.js';
+import { serviceCommand, startWatchdog, waitUntil, watchdogDir, writeConfig } from './helpers/watchdog.js';
 
 const corpusDir = join(repoRoot, 'test', 'corpus', 'watchdog-journal');
 
@@ -189,8 +189,7 @@ test('a failing disk (/dev/full: ENOSPC): appends never throw, flush rejects JOU
   const big = 'x'.repeat(900);
   for (let i = 0; i < 6000; i += 1) j.append({ event: 'exit', process: 'a', pid: 2, cause: big });
   assert.ok(j.droppedEntries > 0);
-  await new Promise((r) => setTimeout(r, 1200)); // one retry
-  assert.ok(errors.length >= 2, 'the write was retried');
+  await waitUntil(() => errors.length >= 2, 10_000, 'the write retried (every journalRetryMs)');
   await j.close();
 });
 
