@@ -45,7 +45,7 @@ export function waitForOutputLine(path: string, fromOffset: number, pattern: Reg
     let scannedBytes = 0;
     let watcher: FSWatcher | undefined;
     let timer: NodeJS.Timeout | undefined;
-    const chunk = Buffer.alloc(64 * 1024);
+    const chunk = Buffer.alloc(limits.readyScanChunkBytes);
     let done = false;
     const finish = (err: unknown, line?: string): void => {
       done = true;
