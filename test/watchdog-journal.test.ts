@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
+import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import fc from 'fast-check';
 import { JournalWriter, encodeJournalLine, journalEvents, parseJournalLine, readJournal, type JournalEntry } from '../src/watchdog/journal.js';
 import { MirrorboxError } from '../src/util/errors.js';
@@ -219,4 +221,53 @@ processes:
   }
   assert.ok(restarted, 'restarted although every journal write fails');
   assert.match(w.proc.stderr(), /journal write failed; retrying/);
+});
+
+test('a rotation whose new file cannot be created is not done twice: rotated files survive, writing resumes', async (t) => {
+  // Only the creation of a file must fail, not the renames before it; this machine has no
+  // quota or small filesystem to make that happen, so that one fault is injected (a fake):
+  // fs/promises.open fails once with ENOSPC for the live file, right after it was renamed.
+  const path = join(tempDir(t), 'watchdog.jsonl');
+  const bytesMax = 4096;
+  const filesKept = 3;
+  const j = await JournalWriter.open(path, { bytesMax, filesKept });
+  let seq = 0;
+  const fill = async (untilFile: string): Promise<void> => {
+    while (!existsSync(untilFile)) {
+      j.append({ event: 'exit', process: 'store', pid: 1000 + seq, cause: `exited with code ${seq}` });
+      seq += 1;
+      await j.flush();
+    }
+  };
+  await fill(`${path}.2`);
+  const realOpen = fsp.open;
+  let failures = 0;
+  fsp.open = (async (...args: Parameters<typeof realOpen>) => {
+    if (args[0] === path && !existsSync(path) && failures === 0) {
+      failures += 1;
+      throw Object.assign(new Error(`ENOSPC: no space left on device, open '${path}'`), { code: 'ENOSPC' });
+    }
+    return realOpen(...args);
+  }) as typeof realOpen;
+  syncBuiltinESMExports();
+  t.after(() => {
+    fsp.open = realOpen;
+    syncBuiltinESMExports();
+  });
+  const errors: string[] = [];
+  j.onError((err) => errors.push(err.message));
+  const rotatedBefore = readFileSync(`${path}.1`, 'utf8');
+  await assert.rejects(fill(`${path}.3`), (err: Error & { code?: string }) => err.code === 'JOURNAL_WRITE' && /ENOSPC/.test(err.message));
+  assert.equal(failures, 1);
+  // The retry (every journalRetryMs) opens a new live file instead of rotating again.
+  await waitUntil(() => existsSync(path), 10_000, 'the live file created by the retry');
+  await j.flush();
+  await j.close();
+  assert.equal(errors.length, 1, errors.join('\n'));
+  assert.equal(readFileSync(`${path}.2`, 'utf8'), rotatedBefore, 'the rotated files moved once, not once per retry');
+  const read = readJournal(path, {}, filesKept);
+  assert.equal(read.skippedLines, 0);
+  const seqs = read.entries.map((e) => e.seq);
+  assert.equal(seqs.at(-1), seq - 1, 'the entry whose write failed is on disk');
+  seqs.forEach((s, i) => i > 0 && assert.equal(s, seqs[i - 1]! + 1, 'contiguous'));
 });
