@@ -4,7 +4,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readStateFile, statePaths } from '../src/watchdog/state.js';
 import { cliPath } from './helpers/paths.js';
 import { run } from './helpers/process.js';
 import { alive, freePort, serviceCommand, sparesIn, startWatchdog, waitForJournal, waitUntil, watchdogDir, writeConfig } from './helpers/watchdog.js';
@@ -122,4 +124,37 @@ test('every watchdog command has --help with examples', async () => {
     assert.match(r.stdout, /EXAMPLES/, command);
     assert.match(r.stdout, new RegExp(`mirrorbox watchdog ${command}`), command);
   }
+});
+
+test('stop with no watchdog answering also stops an instance its state file missed', async (t) => {
+  const dir = watchdogDir(t);
+  const config = writeConfig(
+    dir,
+    `
+journal: ./var/watchdog.jsonl
+checkIntervalMs: 50
+ladder: [restart-failed]
+processes:
+  - { name: one, command: ${serviceCommand('one')}, ready: { stdout: "^ready one" } }
+`,
+  );
+  const stateDir = join(dir, 'var');
+  const journal = join(stateDir, 'watchdog.jsonl');
+  const statePath = statePaths(stateDir).state;
+  const w = await startWatchdog(t, config, stateDir, journal);
+  await waitUntil(() => readStateFile(statePath)!.processes[0]!.state === 'running', 5000, 'state file written');
+  const before = readFileSync(statePath, 'utf8');
+  const oldPid = readStateFile(statePath)!.processes[0]!.pid!;
+  // Restarted; then the watchdog dies before the state file records the new instance.
+  process.kill(oldPid, 'SIGKILL');
+  const entries = await waitForJournal(journal, (es) => es.some((e) => e.event === 'ready' && e.pid !== oldPid), 10_000, 'restarted');
+  const newPid = entries.filter((e) => e.event === 'ready').at(-1)!.pid!;
+  w.proc.child.kill('SIGKILL');
+  await w.proc.exited;
+  writeFileSync(statePath, before);
+
+  const stop = await cli('watchdog', 'stop', '-c', config);
+  assert.equal(stop.code, 0, stop.stderr);
+  assert.deepEqual(stop.stdout.split('\n').filter((l) => l.startsWith('stopping')), [`stopping one (pid ${newPid})`]);
+  assert.ok(!alive(newPid));
 });

@@ -121,6 +121,14 @@ export function describeExit(code: number | null, signal: NodeJS.Signals | null)
   return { cause: `exited with code ${code ?? '?'}`, exitCode: code ?? -1 };
 }
 
+/**
+ * Set in the environment of every process the watchdog starts: the state folder (which names
+ * the watchdog: one per folder) and the process's name. By them a restarted watchdog finds the
+ * instances its predecessor started but did not get to record, and `watchdog stop` without a
+ * watchdog finds everything the application still runs.
+ */
+export const startedByEnv = { stateDir: 'MIRRORBOX_WATCHDOG_STATE_DIR', process: 'MIRRORBOX_WATCHDOG_PROCESS' } as const;
+
 export interface SpawnSpec {
   command: readonly string[];
   cwd: string;
@@ -176,6 +184,11 @@ export async function spawnProcess(spec: SpawnSpec, log: OutputLog): Promise<Pro
 export const spareScript = 'read -r go || exit 0; exec "$@" </dev/null';
 /** The spare shell's $0: its argv is /bin/sh -c spareScript spareName COMMAND… until it execs. */
 export const spareName = 'mirrorbox-spare';
+
+/** Is this argv (/proc/PID/cmdline) a spare shell still waiting? */
+export function isSpareArgv(argv: readonly string[]): boolean {
+  return argv[0] === '/bin/sh' && argv[1] === '-c' && argv[2] === spareScript && argv[3] === spareName;
+}
 
 export class Spare {
   readonly child: ChildProcess;

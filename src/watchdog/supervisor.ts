@@ -22,17 +22,10 @@ import type { Notifier } from './notify/notifier.js';
 import { openOutputLog, waitForOutputLine } from './output-log.js';
 import { describeVerdict, sessionLeadersWith, verdictOf } from './proc-stat.js';
 import { makeProbe, type Probe } from './probes.js';
-import { adoptProcess, spareName, spawnProcess, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
+import { adoptProcess, isSpareArgv, spawnProcess, startedByEnv, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
 import { adoptionVerdict, type ProcessRecord, type StateFile } from './state.js';
 
 export type MemberState = 'stopped' | 'starting' | 'running' | 'stopping' | 'failed' | 'held';
-
-/**
- * Set in the environment of every process the watchdog starts: the state folder (which names
- * the watchdog: one per folder) and the process's name. A restarted watchdog finds by them the
- * instances its predecessor started but did not get to record (see stopUnrecorded).
- */
-export const startedByEnv = { stateDir: 'MIRRORBOX_WATCHDOG_STATE_DIR', process: 'MIRRORBOX_WATCHDOG_PROCESS' } as const;
 type Remedy = Exclude<Rung, 'notify'>;
 
 interface Context {
@@ -247,7 +240,7 @@ export class Supervisor {
       for (const p of found) {
         if (adopted.has(p.pid) || !p.environ.includes(`${startedByEnv.process}=${m.name}`)) continue;
         const at = p.argv.length - command.length;
-        if (at < 0 || p.argv[at - 1] === spareName || !command.every((arg, i) => p.argv[at + i] === arg)) continue;
+        if (at < 0 || isSpareArgv(p.argv) || !command.every((arg, i) => p.argv[at + i] === arg)) continue;
         const handle = adoptProcess(p.pid, p.pid, p.startTicks, Date.now());
         await this.stopStray(m.name, handle, m.spec.stop, 'not in the state file: started by the previous watchdog just before it ended');
       }
