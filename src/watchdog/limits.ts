@@ -67,6 +67,11 @@ export const staleSocketAnswerMsMax = 2_000;
 export const stopAllTimeoutMsDefault = 120_000;
 /** Longest unix socket path Linux accepts (sun_path is 108 bytes with its NUL). */
 export const unixPathBytesMax = 107;
+/** Config bounds: a process name's length, journal rotation size and files kept, buzzer bells. */
+export const processNameCharsMax = 64;
+export const journalRotateBytesMin = 4096;
+export const journalFilesKeptMax = 100;
+export const buzzerBeepsMax = 20;
 /** Number of processes in one application (a bound, not a target). */
 export const processesMax = 256;
 /** Remedy attempts kept per incident for the alert summary. */
