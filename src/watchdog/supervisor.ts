@@ -40,7 +40,6 @@ class Member {
   starts = 0;
   restarts = 0;
   lastCause: string | null = null;
-  readyAtMs: number | null = null;
   liveTimer: NodeJS.Timeout | undefined;
   liveFailures = 0;
   liveBusy = false;
@@ -205,7 +204,6 @@ export class Supervisor {
     m.starts = 1;
     m.restarts = record.restarts;
     m.lastCause = record.lastCause;
-    m.readyAtMs = Date.now();
     this.write({ event: 'adopt', process: m.name, pid: record.pid, cause: `still running from watchdog ${previous.watchdog.pid}`, detail: { startTicks: record.startTicks } });
     this.startLiveness(m);
     this.prepareSpare(m);
@@ -594,7 +592,6 @@ export class Supervisor {
     m.generation += 1;
     const generation = m.generation;
     m.state = 'starting';
-    m.readyAtMs = null;
     m.goneSinceMs = null;
     let handle: ProcHandle;
     let outputOffset: number;
@@ -630,8 +627,7 @@ export class Supervisor {
     }
     if (m.state !== 'starting') return false;
     m.state = 'running';
-    m.readyAtMs = Date.now();
-    this.write({ ...ctx, event: 'ready', process: m.name, pid: handle.pid, cause: m.ready?.describe ?? 'spawned', detail: { readyMs: m.readyAtMs - handle.startedAtMs } });
+    this.write({ ...ctx, event: 'ready', process: m.name, pid: handle.pid, cause: m.ready?.describe ?? 'spawned', detail: { readyMs: Date.now() - handle.startedAtMs } });
     this.startLiveness(m);
     this.onChange();
     this.prepareSpare(m);
