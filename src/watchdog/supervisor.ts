@@ -19,7 +19,7 @@ import { decide, SlidingWindow, type LadderPolicy } from './ladder.js';
 import * as limits from './limits.js';
 import { buildAlert } from './notify/alert.js';
 import type { Notifier } from './notify/notifier.js';
-import { openOutputLog, waitForOutputLine } from './output-log.js';
+import { openOutputLog, waitForOutputLine, type OutputLog } from './output-log.js';
 import { describeVerdict, sessionLeadersWith, verdictOf } from './proc-stat.js';
 import { makeProbe, type Probe } from './probes.js';
 import { adoptProcess, isSpareArgv, spawnProcess, startedByEnv, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
@@ -603,9 +603,9 @@ export class Supervisor {
       handle = spare.release();
     } else {
       spare?.discard();
-      const log = openOutputLog(this.config.logDir, m.name);
-      outputOffset = log.offsetBytes;
       try {
+        const log = openOutputLog(this.config.logDir, m.name);
+        outputOffset = log.offsetBytes;
         handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, log);
       } catch (err) {
         m.handle = undefined;
@@ -639,7 +639,15 @@ export class Supervisor {
     if (!m.spec.spare) return;
     setImmediate(() => {
       if (m.spare || this.shuttingDown || m.state !== 'running') return;
-      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, openOutputLog(this.config.logDir, m.name));
+      let log: OutputLog;
+      try {
+        log = openOutputLog(this.config.logDir, m.name);
+      } catch (err) {
+        // The next restart spawns directly (and fails, journaled, if the log is still unusable).
+        this.log.error({ process: m.name, err: messageOf(err) }, 'no spare shell');
+        return;
+      }
+      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, log);
     });
   }
 
