@@ -26,14 +26,14 @@
  *   every sample and each round's p50.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
 import { Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { percentile } from './lib/stats.js';
 import { writeReport, type BenchRow } from './lib/report.js';
-import { parseJournalLine, type JournalEntry } from '../src/watchdog/journal.js';
+import { nowUs, parseJournalLine, type JournalEntry } from '../src/watchdog/journal.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cliPath = join(repoRoot, 'bin', 'run.js');
@@ -57,10 +57,6 @@ const targets = { readyP50Ms: 5, readyP99Ms: 20 };
  * 2-core machine is shared, and at nice 0 a compiler next door put 36 ms into our p99.
  */
 const niceBoth = -10;
-
-function nowUs(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
-}
 
 interface Sample {
   detectedMs: number;
@@ -207,10 +203,6 @@ class Ours {
     this.child.kill('SIGTERM'); // stops the application in reverse order, then exits
     await exited;
   }
-
-  get version(): string {
-    return JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')).version as string;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,7 +220,7 @@ class Supervisord {
 
   constructor(dir: string, fifo: string) {
     const d = join(dir, 'sup');
-    execFileSync('mkdir', ['-p', d]);
+    mkdirSync(d, { recursive: true });
     this.log = join(d, 'supervisord.log');
     this.config = join(d, 'supervisord.conf');
     this.pidfile = join(d, 'supervisord.pid');

@@ -116,11 +116,86 @@ test('hardware watchdog: fed while the watchdog runs, disarmed with the magic "V
   const config = await threeProcesses(dir, join(dir, 'events'), `hardwareWatchdog: { device: "${device}", everyMs: 50 }`);
   const stateDir = join(dir, 'var');
   const w = await startWatchdog(t, config, stateDir, join(stateDir, 'watchdog.jsonl'));
-  await new Promise((r) => setTimeout(r, 400));
+  await waitUntil(() => readFileSync(device, 'latin1').length >= 4, 10_000, 'four feeds');
   const fed = readFileSync(device, 'latin1');
   assert.match(fed, /^\.{4,}$/, 'fed every 50 ms, never the magic character');
   assert.ok((await requestStatus(stateDir)).watchdog.hardwareFeeds! >= 4);
   w.proc.child.kill('SIGTERM');
   assert.deepEqual(await w.proc.exited, { code: 0, signal: null });
   assert.match(readFileSync(device, 'latin1'), /^\.+V$/);
+});
+
+test('an instance started just before the watchdog died, missing from its state file, is stopped, not run twice', async (t) => {
+  const dir = watchdogDir(t);
+  const events = join(dir, 'events');
+  const config = await threeProcesses(dir, events);
+  const journal = join(dir, 'var', 'watchdog.jsonl');
+  const stateDir = join(dir, 'var');
+  const statePath = statePaths(stateDir).state;
+  const first = await startWatchdog(t, config, stateDir, journal);
+  await waitUntil(() => readStateFile(statePath)!.processes.every((p) => p.state === 'running'), 5000, 'state file written');
+  const before = readFileSync(statePath, 'utf8');
+  const oldB = (await requestStatus(stateDir)).supervisor.processes[1]!.pid!;
+
+  // b is restarted; then the watchdog dies, and the state file is what it was before the
+  // restart: exactly what a crash between the spawn and the state write that follows leaves.
+  process.kill(oldB, 'SIGKILL');
+  const restarted = await waitForJournal(journal, (es) => es.some((e) => e.event === 'ready' && e.process === 'b' && e.pid !== oldB), 10_000, 'b restarted');
+  const newB = restarted.filter((e) => e.event === 'ready' && e.process === 'b').at(-1)!.pid!;
+  first.proc.child.kill('SIGKILL');
+  await first.proc.exited;
+  writeFileSync(statePath, before);
+  assert.ok(alive(newB));
+
+  const from = (await waitForJournal(journal, () => true)).length;
+  await startWatchdog(t, config, stateDir, journal);
+  const after = (await waitForJournal(journal, () => true)).slice(from);
+  // a is adopted; b's record names a dead pid, so b and c are started again (c stopped first),
+  // and the unrecorded b is stopped before the new one starts.
+  assert.deepEqual(steps(after, ['adopt', 'stop', 'start', 'ready']), ['adopt:a', 'stop:c', 'stop:b', 'start:b', 'ready:b', 'start:c', 'ready:c']);
+  const strayStop = after.find((e) => e.event === 'stop' && e.process === 'b')!;
+  assert.equal(strayStop.pid, newB);
+  assert.match(strayStop.cause!, /not in the state file/);
+  assert.ok(!alive(newB), 'the unrecorded instance is gone');
+  const s = (await requestStatus(stateDir)).supervisor.processes;
+  assert.deepEqual(s.map((p) => p.state), ['running', 'running', 'running']);
+  // Exactly one live b: the one the new watchdog started.
+  const liveB = startsOf(events).map((l) => Number(l.split(' ')[2])).filter((pid) => alive(pid) && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('\0b\0'));
+  assert.deepEqual(liveB, [s[1]!.pid]);
+});
+
+test('a process that died while no watchdog ran leaves children: they are stopped with its group before the restart', async (t) => {
+  const dir = watchdogDir(t);
+  const grandchildFile = join(dir, 'grandchild.pid');
+  const config = writeConfig(
+    dir,
+    `
+journal: ./var/watchdog.jsonl
+checkIntervalMs: 50
+ladder: [restart-failed]
+processes:
+  - name: tree
+    command: ${serviceCommand('tree', '--grandchild', grandchildFile)}
+    ready: { stdout: "^ready tree" }
+    stop: { signal: SIGTERM, timeoutMs: 300 }
+`,
+  );
+  const stateDir = join(dir, 'var');
+  const journal = join(stateDir, 'watchdog.jsonl');
+  const first = await startWatchdog(t, config, stateDir, journal);
+  await waitUntil(() => readStateFile(statePaths(stateDir).state)!.processes[0]!.state === 'running', 5000, 'state file written');
+  const leader = (await requestStatus(stateDir)).supervisor.processes[0]!.pid!;
+  const grandchild = Number(readFileSync(grandchildFile, 'utf8'));
+  first.proc.child.kill('SIGKILL');
+  await first.proc.exited;
+  process.kill(leader, 'SIGKILL');
+  await waitUntil(() => !alive(leader), 5000, 'leader gone');
+  assert.ok(alive(grandchild), 'its child (same group, ignores SIGTERM) lives on');
+
+  const from = (await waitForJournal(journal, () => true)).length;
+  await startWatchdog(t, config, stateDir, journal);
+  const after = (await waitForJournal(journal, () => true)).slice(from);
+  assert.deepEqual(steps(after, ['adopt', 'stop', 'kill', 'start', 'ready']), ['stop:tree', 'kill:tree', 'start:tree', 'ready:tree']);
+  assert.equal(after.find((e) => e.event === 'stop')!.cause, 'processes left in its group');
+  assert.ok(!alive(grandchild), 'the orphaned child was stopped with its group');
 });

@@ -4,9 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readStateFile, statePaths } from '../src/watchdog/state.js';
+import { requestStatus } from '../src/watchdog/watchdog.js';
 import { cliPath } from './helpers/paths.js';
-import { run } from './helpers/process.js';
+import { run, spawnCollected } from './helpers/process.js';
 import { alive, freePort, serviceCommand, sparesIn, startWatchdog, waitForJournal, waitUntil, watchdogDir, writeConfig } from './helpers/watchdog.js';
 
 const cli = (...args: string[]): ReturnType<typeof run> => run(process.execPath, [cliPath, ...args]);
@@ -122,4 +125,73 @@ test('every watchdog command has --help with examples', async () => {
     assert.match(r.stdout, /EXAMPLES/, command);
     assert.match(r.stdout, new RegExp(`mirrorbox watchdog ${command}`), command);
   }
+});
+
+test('stop with no watchdog answering also stops an instance its state file missed', async (t) => {
+  const dir = watchdogDir(t);
+  const config = writeConfig(
+    dir,
+    `
+journal: ./var/watchdog.jsonl
+checkIntervalMs: 50
+ladder: [restart-failed]
+processes:
+  - { name: one, command: ${serviceCommand('one')}, ready: { stdout: "^ready one" } }
+`,
+  );
+  const stateDir = join(dir, 'var');
+  const journal = join(stateDir, 'watchdog.jsonl');
+  const statePath = statePaths(stateDir).state;
+  const w = await startWatchdog(t, config, stateDir, journal);
+  await waitUntil(() => readStateFile(statePath)!.processes[0]!.state === 'running', 5000, 'state file written');
+  const before = readFileSync(statePath, 'utf8');
+  const oldPid = readStateFile(statePath)!.processes[0]!.pid!;
+  // Restarted; then the watchdog dies before the state file records the new instance.
+  process.kill(oldPid, 'SIGKILL');
+  const entries = await waitForJournal(journal, (es) => es.some((e) => e.event === 'ready' && e.pid !== oldPid), 10_000, 'restarted');
+  const newPid = entries.filter((e) => e.event === 'ready').at(-1)!.pid!;
+  w.proc.child.kill('SIGKILL');
+  await w.proc.exited;
+  writeFileSync(statePath, before);
+
+  const stop = await cli('watchdog', 'stop', '-c', config);
+  assert.equal(stop.code, 0, stop.stderr);
+  assert.deepEqual(stop.stdout.split('\n').filter((l) => l.startsWith('stopping')), [`stopping one (pid ${newPid})`]);
+  assert.ok(!alive(newPid));
+});
+
+test('watchdog run outlives its terminal: after a hangup (SIGHUP ignored, writes fail with EIO) it keeps supervising', async (t) => {
+  const dir = watchdogDir(t);
+  const config = writeConfig(
+    dir,
+    `
+journal: ./var/watchdog.jsonl
+checkIntervalMs: 50
+ladder: [restart-failed]
+stableMs: 100
+processes:
+  - { name: one, command: ${serviceCommand('one')}, ready: { stdout: "^ready one" } }
+`,
+  );
+  const stateDir = join(dir, 'var');
+  const journal = join(stateDir, 'watchdog.jsonl');
+  // A real pseudo-terminal: `script` (util-linux) runs the watchdog on one; killing `script`
+  // closes the terminal, as when the SSH session that started the watchdog ends.
+  const quote = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
+  const term = spawnCollected(t, 'script', ['-qfc', [process.execPath, cliPath, 'watchdog', 'run', config].map(quote).join(' '), '/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, MIRRORBOX_LOG_LEVEL: 'warn' },
+  });
+  await term.waitForLine(/watchdog running/, 30_000);
+  const watchdogPid = (await requestStatus(stateDir)).watchdog.pid;
+  term.child.kill('SIGKILL');
+  await term.exited;
+  for (let round = 0; round < 2; round += 1) {
+    const pid = (await requestStatus(stateDir)).supervisor.processes[0]!.pid!;
+    const from = (await waitForJournal(journal, () => true)).length;
+    process.kill(pid, 'SIGKILL');
+    await waitForJournal(journal, (es) => es.slice(from).some((e) => e.event === 'resolved'), 10_000, `restart ${round + 1}`);
+  }
+  assert.ok(alive(watchdogPid), 'the watchdog is still running');
+  assert.equal((await requestStatus(stateDir)).supervisor.processes[0]!.restarts, 2);
 });

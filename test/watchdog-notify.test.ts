@@ -160,7 +160,8 @@ test('Notifier: dedupe per incident, rate limit with a count of suppressed alert
   const fifo = join(dir, 'buzzer.fifo');
   execFileSync('mkfifo', [fifo]);
   // The FIFO has no reader: a non-blocking open fails at once (ENXIO) instead of hanging.
-  const notifier = new Notifier({ webhook: { url: hook.url }, buzzer: { device: fifo, beeps: 1 }, rateLimit: { alerts: 1, perSeconds: 3600 } });
+  const windowSeconds = 0.5;
+  const notifier = new Notifier({ webhook: { url: hook.url }, buzzer: { device: fifo, beeps: 1 }, rateLimit: { alerts: 1, perSeconds: windowSeconds } });
   const first = notifier.alert('i1', (n) => sampleAlert('i1', n));
   const outcome = await first.outcome;
   assert.equal(outcome.kind, 'sent');
@@ -173,9 +174,13 @@ test('Notifier: dedupe per incident, rate limit with a count of suppressed alert
   const limited = await notifier.alert('i2', (n) => sampleAlert('i2', n)).outcome;
   assert.deepEqual(limited, { kind: 'rate-limited', alertsInWindow: 1 });
   assert.equal(hook.posts.length, 1);
-  // The next alert that does go out says how many were suppressed.
-  const text = sampleAlert('i3', 1).text;
-  assert.match(text, /1 earlier alert\(s\) were suppressed by the rate limit/);
+  // Once the window has passed, the next alert goes out and says how many were suppressed.
+  await new Promise((r) => setTimeout(r, windowSeconds * 1000 + 100));
+  assert.equal((await notifier.alert('i3', (n) => sampleAlert('i3', n)).outcome).kind, 'sent');
+  assert.equal(hook.posts.length, 2);
+  const third = hook.posts[1]!.body as Alert;
+  assert.equal(third.suppressedBefore, 1);
+  assert.match(third.text, /1 earlier alert\(s\) were suppressed by the rate limit/);
 });
 
 test('buzzer: BEL bytes appended to the device, never truncating it', async (t) => {

@@ -5,10 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { requestStatus } from '../src/watchdog/watchdog.js';
 import type { JournalEntry } from '../src/watchdog/journal.js';
-import { alive, freePort, watchdogDir, serviceCommand, startWatchdog, waitForJournal, writeConfig } from './helpers/watchdog.js';
+import { alive, freePort, sparesIn, watchdogDir, serviceCommand, startWatchdog, waitForJournal, waitUntil, writeConfig } from './helpers/watchdog.js';
 
 test('signals to children: each failure is detected, journaled with its cause and remedied', async (t) => {
   const dir = watchdogDir(t);
@@ -154,4 +154,43 @@ processes:
   const restarted = entries.filter((e) => e.event === 'ready').at(-1)!.pid!;
   assert.deepEqual(entries.filter((e) => e.event === 'start').at(-1)!.detail, { spare: true });
   assert.equal(niceOf(restarted), base);
+});
+
+test('an output log that cannot be opened fails that start (journaled); the watchdog itself keeps running', async (t) => {
+  const dir = watchdogDir(t);
+  const config = writeConfig(
+    dir,
+    `
+journal: ./var/watchdog.jsonl
+logDir: ./logs
+checkIntervalMs: 50
+ladder: [restart-failed]
+onExhausted: retry
+stableMs: 100
+backoff: { initialMs: 100, maxMs: 200 }
+processes:
+  - { name: a, command: ${serviceCommand('a')}, ready: { stdout: "^ready a" } }
+`,
+  );
+  const stateDir = join(dir, 'var');
+  const journal = join(stateDir, 'watchdog.jsonl');
+  const logDir = join(dir, 'logs');
+  const w = await startWatchdog(t, config, stateDir, journal);
+  await waitUntil(() => sparesIn(dir).length === 1, 5000, 'a spare');
+  // The log folder becomes unusable (here: a regular file takes its place).
+  rmSync(logDir, { recursive: true });
+  writeFileSync(logDir, '');
+  const first = (await requestStatus(stateDir)).supervisor.processes[0]!.pid!;
+  const from = (await waitForJournal(journal, () => true)).length;
+  process.kill(first, 'SIGKILL');
+  // The spare's exec cannot be seen ready (its log cannot be read); a direct spawn cannot open
+  // a log at all. Either way the start fails with the reason, and the watchdog goes on.
+  const failed = await waitForJournal(journal, (es) => es.slice(from).filter((e) => e.event === 'fail').length >= 2, 15_000, 'starts that fail');
+  for (const f of failed.slice(from).filter((e) => e.event === 'fail')) assert.match(f.cause!, /^cannot open the output log .*\/logs\/a\.log: E[A-Z]+/);
+  assert.equal(w.proc.child.exitCode, null, 'the watchdog is still running');
+  assert.equal((await requestStatus(stateDir)).supervisor.incident?.retrying, true);
+  // Once the folder is back, the retries get the process up again.
+  rmSync(logDir);
+  await waitForJournal(journal, (es) => es.slice(from).some((e) => e.event === 'resolved'), 15_000, 'up again');
+  assert.equal((await requestStatus(stateDir)).supervisor.processes[0]!.state, 'running');
 });

@@ -9,5 +9,12 @@ export type { Logger };
 
 export function createLogger(component: string): Logger {
   const level = process.env['MIRRORBOX_LOG_LEVEL'] ?? 'info';
-  return pino({ level, base: { component, pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  const destination = pino.destination({ fd: 2, sync: true });
+  // A daemon outlives the terminal that started it. Once stderr is gone (EIO from a hung-up
+  // terminal; pino itself drops EPIPE only), logs are dropped instead of killing the process
+  // with an unhandled 'error'.
+  destination.on('error', () => {
+    destination.write = () => true;
+  });
+  return pino({ level, base: { component, pid: process.pid } }, destination);
 }

@@ -118,7 +118,10 @@ const budgetSchema = z.strictObject({
 });
 
 const processSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, "_", "." and "-" (up to 64), starting with a letter or digit'),
+  name: z
+    .string()
+    .max(limits.processNameCharsMax)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, `letters, digits, "_", "." and "-" (up to ${limits.processNameCharsMax}), starting with a letter or digit`),
   command: z.array(z.string().min(1)).min(1, 'needs at least the program to run'),
   cwd: z.string().min(1).optional(),
   env: z.record(z.string(), z.string()).optional(),
@@ -163,7 +166,7 @@ const notifySchema = z.strictObject({
   buzzer: z
     .strictObject({
       device: z.string().min(1),
-      beeps: z.number().int().min(1).max(20).default(limits.buzzerBeepsDefault),
+      beeps: z.number().int().min(1).max(limits.buzzerBeepsMax).default(limits.buzzerBeepsDefault),
     })
     .optional(),
   rateLimit: z
@@ -179,7 +182,7 @@ const configObject = z.strictObject({
     name: z.string().min(1).max(64).optional(),
     cwd: z.string().min(1).optional(),
     journal: z.string().min(1),
-    journalRotate: z.strictObject({ maxBytes: z.number().int().min(4096), keep: z.number().int().min(1).max(100) }).optional(),
+    journalRotate: z.strictObject({ maxBytes: z.number().int().min(limits.journalRotateBytesMin), keep: z.number().int().min(1).max(limits.journalFilesKeptMax) }).optional(),
     stateDir: z.string().min(1).optional(),
     logDir: z.string().min(1).optional(),
     checkIntervalMs: z.number().int().min(limits.checkIntervalMsMin).default(limits.checkIntervalMsDefault),

@@ -96,7 +96,7 @@ function serve(socket: Socket, handler: ControlHandler): void {
 
 async function socketAnswers(path: string): Promise<boolean> {
   try {
-    await controlRequest(path, { v: controlVersion, cmd: 'status' }, { timeoutMs: 2_000 });
+    await controlRequest(path, { v: controlVersion, cmd: 'status' }, { timeoutMs: limits.staleSocketAnswerMsMax });
     return true;
   } catch {
     return false;

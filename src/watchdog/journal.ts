@@ -127,7 +127,9 @@ export class JournalWriter {
   readonly path: string;
   private readonly bytesMax: number;
   private readonly filesKept: number;
+  /** The live file; undefined after close, and after a rotation that could not create it. */
   private handle: FileHandle | undefined;
+  private closed = false;
   private sizeBytes: number;
   private nextSeq: number;
   private queue: Buffer[] = [];
@@ -231,6 +233,7 @@ export class JournalWriter {
     await this.flush().catch(() => undefined);
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    this.closed = true;
     await this.handle?.close();
     this.handle = undefined;
   }
@@ -248,9 +251,10 @@ export class JournalWriter {
         this.queuedBytes = 0;
         waiters = this.waiters;
         this.waiters = [];
+        assert.ok(!this.closed, 'journal written after close');
         if (this.sizeBytes > 0 && this.sizeBytes + batch.length > this.bytesMax) await this.rotate();
+        this.handle ??= await this.openLive(); // a rotation failed after the rename
         const handle = this.handle;
-        assert.ok(handle, 'journal written after close');
         if (this.failure) await handle.truncate(this.sizeBytes); // drop a torn partial write first
         const { bytesWritten } = await handle.write(batch);
         if (bytesWritten !== batch.length) throw new Error(`short write (${bytesWritten} of ${batch.length} bytes)`);
@@ -279,17 +283,29 @@ export class JournalWriter {
     }
   }
 
-  /** path.(k) → path.(k+1) for k = kept-1 … 1, path → path.1, then a fresh path. */
+  /**
+   * path.(k) → path.(k+1) for k = kept-1 … 1, path → path.1, then a fresh path. Once path is
+   * renamed the rotation is done: if the fresh file cannot be created, the retry creates it
+   * (and does not rotate again, which would push every old file one step towards deletion).
+   */
   private async rotate(): Promise<void> {
-    await this.handle?.close();
+    const old = this.handle;
+    this.handle = undefined;
+    await old?.close();
     await rm(`${this.path}.${this.filesKept}`, { force: true });
     for (let i = this.filesKept - 1; i >= 1; i -= 1) {
       if (existsSync(`${this.path}.${i}`)) await rename(`${this.path}.${i}`, `${this.path}.${i + 1}`);
     }
     await rename(this.path, `${this.path}.1`);
-    this.handle = await open(this.path, 'a');
-    fsyncDir(dirname(this.path));
     this.sizeBytes = 0;
+    this.handle = await this.openLive();
+  }
+
+  /** Opens (creating) the live file, and makes its directory entry durable. */
+  private async openLive(): Promise<FileHandle> {
+    const handle = await open(this.path, 'a');
+    fsyncDir(dirname(this.path));
+    return handle;
   }
 }
 

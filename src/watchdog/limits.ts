@@ -47,6 +47,8 @@ export const causeCharsMax = 1_000;
 export const outputLogBytesMaxDefault = 8 * 1024 * 1024;
 /** How much of a process's output is scanned for the `stdout` readiness pattern. */
 export const readyScanBytesMax = 1024 * 1024;
+/** The output log is read in pieces of this size while looking for the readiness line. */
+export const readyScanChunkBytes = 64 * 1024;
 /** default notification rate limit: at most this many alerts per window (new incidents). */
 export const alertsPerWindowDefault = 5;
 export const alertWindowSecondsDefault = 3_600;
@@ -59,10 +61,17 @@ export const hardwareFeedMsDefault = 1_000;
 /** Control socket: largest request line accepted, and a client's wait for an answer. */
 export const controlRequestBytesMax = 64 * 1024;
 export const controlTimeoutMsDefault = 10_000;
+/** At start, how long a control socket left in place may take to answer before it counts as stale. */
+export const staleSocketAnswerMsMax = 2_000;
 /** `watchdog stop` waits this long for the whole application to stop (stop timeouts add up). */
 export const stopAllTimeoutMsDefault = 120_000;
 /** Longest unix socket path Linux accepts (sun_path is 108 bytes with its NUL). */
 export const unixPathBytesMax = 107;
+/** Config bounds: a process name's length, journal rotation size and files kept, buzzer bells. */
+export const processNameCharsMax = 64;
+export const journalRotateBytesMin = 4096;
+export const journalFilesKeptMax = 100;
+export const buzzerBeepsMax = 20;
 /** Number of processes in one application (a bound, not a target). */
 export const processesMax = 256;
 /** Remedy attempts kept per incident for the alert summary. */

@@ -1,16 +1,17 @@
 /**
  * `watchdog stop` when no watchdog answers (it crashed, or was stopped with --keep-processes):
  * stop the processes its state file recorded, if they are still the same processes (pid and
- * start ticks), in reverse order, with the same controlled stop as the watchdog's.
+ * start ticks), in reverse order, with the same controlled stop as the watchdog's; then any
+ * instance it started but did not record (found by startedByEnv), as a restarted watchdog would.
  */
-import { writeFileSync, renameSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { MirrorboxError } from '../util/errors.js';
 import type { WatchdogConfig } from './config.js';
 import { JournalWriter } from './journal.js';
 import * as limits from './limits.js';
-import { bootId, verdictOf } from './proc-stat.js';
-import { adoptProcess, stopGroup } from './process-handle.js';
-import { readStateFile, recordedWatchdogAlive, statePaths } from './state.js';
+import { bootId, sessionLeadersWith, verdictOf } from './proc-stat.js';
+import { adoptProcess, isSpareArgv, startedByEnv, stopGroup, type ProcHandle } from './process-handle.js';
+import { readStateFile, recordedWatchdogAlive, statePaths, writeStateFileSync } from './state.js';
 
 export async function stopRecorded(stateDir: string, config: WatchdogConfig | undefined, progress: (text: string) => void): Promise<string[]> {
   const paths = statePaths(stateDir);
@@ -22,33 +23,41 @@ export async function stopRecorded(stateDir: string, config: WatchdogConfig | un
   if (state.bootId !== bootId()) return [];
   const journal = config ? await JournalWriter.open(config.journal, { bytesMax: config.journalRotate?.maxBytes, filesKept: config.journalRotate?.keep }) : undefined;
   const stopped: string[] = [];
+  const stopOne = async (name: string, handle: ProcHandle, cause: string): Promise<void> => {
+    const spec = config?.processes.find((p) => p.name === name)?.stop;
+    const signal = (spec?.signal ?? 'SIGTERM') as NodeJS.Signals;
+    const timeoutMs = spec?.timeoutMs ?? limits.stopTimeoutMsDefault;
+    progress(`stopping ${name} (pid ${handle.pid})`);
+    journal?.append({ event: 'stop', process: name, pid: handle.pid, cause, signal });
+    const outcome = await stopGroup(handle, signal, timeoutMs, () =>
+      journal?.append({ event: 'kill', process: name, pid: handle.pid, cause: `did not stop within ${timeoutMs} ms of ${signal}`, signal: 'SIGKILL' }),
+    );
+    progress(`stopped ${name} in ${outcome.elapsedMs} ms${outcome.killed ? ' (SIGKILL)' : ''}`);
+    stopped.push(name);
+  };
   try {
     for (const record of [...state.processes].reverse()) {
       if (record.pid === null || record.startTicks === null) continue;
       const { verdict } = verdictOf(record.pid, record.startTicks);
       if (verdict !== 'running' && verdict !== 'stopped') continue;
-      const spec = config?.processes.find((p) => p.name === record.name)?.stop;
-      const signal = (spec?.signal ?? 'SIGTERM') as NodeJS.Signals;
-      const timeoutMs = spec?.timeoutMs ?? limits.stopTimeoutMsDefault;
       const handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
-      progress(`stopping ${record.name} (pid ${record.pid})`);
-      journal?.append({ event: 'stop', process: record.name, pid: record.pid, cause: 'watchdog stop (no watchdog running)', signal });
-      const outcome = await stopGroup(handle, signal, timeoutMs, () =>
-        journal?.append({ event: 'kill', process: record.name, pid: record.pid, cause: `did not stop within ${timeoutMs} ms of ${signal}`, signal: 'SIGKILL' }),
-      );
-      progress(`stopped ${record.name} in ${outcome.elapsedMs} ms${outcome.killed ? ' (SIGKILL)' : ''}`);
+      await stopOne(record.name, handle, 'watchdog stop (no watchdog running)');
       record.state = 'stopped';
       record.pid = null;
       record.pgid = null;
       record.startTicks = null;
-      stopped.push(record.name);
+    }
+    const processEntry = `${startedByEnv.process}=`;
+    for (const p of sessionLeadersWith(`${startedByEnv.stateDir}=${resolve(stateDir)}`)) {
+      if (isSpareArgv(p.argv)) continue; // exits by itself: its watchdog is gone
+      const name = p.environ.find((e) => e.startsWith(processEntry))?.slice(processEntry.length) ?? '?';
+      await stopOne(name, adoptProcess(p.pid, p.pid, p.startTicks, Date.now()), 'watchdog stop (no watchdog running; not in the state file)');
     }
   } finally {
     await journal?.close();
   }
   state.watchdog.state = 'stopped';
   state.updatedAt = new Date().toISOString();
-  writeFileSync(`${paths.state}.tmp`, JSON.stringify(state, null, 2) + '\n');
-  renameSync(`${paths.state}.tmp`, paths.state);
+  writeStateFileSync(paths.state, state);
   return stopped;
 }

@@ -9,7 +9,7 @@
  */
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, statSync, watch, constants as fsConstants, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
-import { MirrorboxError } from '../util/errors.js';
+import { MirrorboxError, messageOf } from '../util/errors.js';
 import * as limits from './limits.js';
 
 export interface OutputLog {
@@ -20,13 +20,25 @@ export interface OutputLog {
   offsetBytes: number;
 }
 
-/** Opens (creating, and rotating when over the limit) the output log of one process. */
+/**
+ * Opens (creating, and rotating when over the limit) the output log of one process. Throws
+ * MirrorboxError OUTPUT_LOG when it cannot (folder gone or not a folder, disk full, no fds).
+ */
 export function openOutputLog(logDir: string, name: string, bytesMax = limits.outputLogBytesMaxDefault): OutputLog {
-  mkdirSync(logDir, { recursive: true });
   const path = join(logDir, `${name}.log`);
-  if (existsSync(path) && statSync(path).size > bytesMax) renameSync(path, `${path}.1`);
-  const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, 0o640);
+  let fd: number;
+  try {
+    mkdirSync(logDir, { recursive: true });
+    if (existsSync(path) && statSync(path).size > bytesMax) renameSync(path, `${path}.1`);
+    fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, 0o640);
+  } catch (err) {
+    throw outputLogError(path, err);
+  }
   return { path, fd, offsetBytes: fstatSync(fd).size };
+}
+
+function outputLogError(path: string, err: unknown): MirrorboxError {
+  return new MirrorboxError('OUTPUT_LOG', `cannot open the output log ${path}: ${messageOf(err)}`, { cause: err });
 }
 
 /**
@@ -39,13 +51,19 @@ export function waitForOutputLine(path: string, fromOffset: number, pattern: Reg
       reject(signal.reason);
       return;
     }
-    const fd = openSync(path, 'r');
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      reject(outputLogError(path, err));
+      return;
+    }
     let offset = fromOffset;
     let pending = '';
     let scannedBytes = 0;
     let watcher: FSWatcher | undefined;
     let timer: NodeJS.Timeout | undefined;
-    const chunk = Buffer.alloc(64 * 1024);
+    const chunk = Buffer.alloc(limits.readyScanChunkBytes);
     let done = false;
     const finish = (err: unknown, line?: string): void => {
       done = true;

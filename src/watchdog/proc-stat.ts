@@ -99,8 +99,17 @@ export function describeVerdict(verdict: Verdict, stat?: ProcStat): string {
   }
 }
 
-/** Live (non-zombie) members of a process group, found by scanning /proc. */
-export function groupMembers(pgid: number): number[] {
+/**
+ * Live (non-zombie) members of a process group, found by scanning /proc.
+ *
+ * A group id is its leader's pid. Once the leader has been reaped and the group is empty, the
+ * kernel may hand that number to a new process, which may lead a group of its own (anything
+ * started with setsid). With `leaderStartTicks`, the group is taken to be the one our leader
+ * (pid = pgid, that start time) led: when /proc shows another process under the leader's pid,
+ * the number was reused, and since the kernel never reuses a pid that still names a group, our
+ * group is empty: [] (never somebody else's group).
+ */
+export function groupMembers(pgid: number, leaderStartTicks?: number): number[] {
   // Fast path: no process at all in the group.
   try {
     process.kill(-pgid, 0);
@@ -108,6 +117,7 @@ export function groupMembers(pgid: number): number[] {
     if (hasCode(err, 'ESRCH')) return [];
     if (!hasCode(err, 'EPERM')) throw err;
   }
+  if (leaderStartTicks !== undefined && verdictOf(pgid, leaderStartTicks).verdict === 'reused') return [];
   const members: number[] = [];
   for (const name of readdirSync('/proc')) {
     const c = name.charCodeAt(0);
@@ -118,9 +128,46 @@ export function groupMembers(pgid: number): number[] {
     } catch {
       continue; // a process that exited while we read it
     }
-    if (stat && stat.pgrp === pgid && stat.state !== 'Z' && stat.state !== 'X') members.push(stat.pid);
+    if (!stat || stat.pgrp !== pgid) continue;
+    // Reused while we scanned: the group under this id is no longer ours.
+    if (leaderStartTicks !== undefined && stat.pid === pgid && stat.startTicks !== leaderStartTicks) return [];
+    if (stat.state !== 'Z' && stat.state !== 'X') members.push(stat.pid);
   }
   return members;
+}
+
+export interface SessionLeader {
+  pid: number;
+  startTicks: number;
+  /** The process's environment as it was at exec (/proc/PID/environ), "NAME=value" each. */
+  environ: string[];
+  /** Its argv (/proc/PID/cmdline). */
+  argv: string[];
+}
+
+/**
+ * Live session leaders (pid = session id: what the watchdog starts, each with setsid) whose
+ * environment holds `entry` ("NAME=value"). Processes of other users (EACCES) are passed over.
+ */
+export function sessionLeadersWith(entry: string): SessionLeader[] {
+  const found: SessionLeader[] = [];
+  for (const name of readdirSync('/proc')) {
+    const c = name.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    const pid = Number(name);
+    try {
+      const stat = readProcStat(pid);
+      if (!stat || stat.session !== pid || stat.state === 'Z' || stat.state === 'X') continue;
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      if (!environ.includes(entry)) continue;
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.at(-1) === '') argv.pop();
+      found.push({ pid, startTicks: stat.startTicks, environ, argv });
+    } catch {
+      continue; // exited while we read it, or not ours to read
+    }
+  }
+  return found;
 }
 
 let bootIdCached: string | undefined;

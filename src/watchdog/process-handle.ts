@@ -44,6 +44,9 @@ export class ProcHandle {
   readonly ended: Promise<ExitInfo> = new Promise((resolve) => (this.resolveEnded = resolve));
 
   constructor(args: { pid: number; pgid: number; startTicks: number; adopted: boolean; startedAtMs: number; child?: ChildProcess }) {
+    // Every process is started as the leader of its own group (setsid): the group is named by
+    // the leader's (pid, startTicks), which is what makes groupLeft() safe against PID reuse.
+    assert.equal(args.pgid, args.pid, 'a supervised process leads its own process group');
     this.pid = args.pid;
     this.pgid = args.pgid;
     this.startTicks = args.startTicks;
@@ -76,9 +79,13 @@ export class ProcHandle {
     this.listener?.(info);
   }
 
-  /** For an adopted process (no exit event): looks in /proc and records the end if it is over. */
+  /**
+   * For an adopted process (no exit event): looks in /proc and records the end if it is over.
+   * A child's end is left to its exit event (which carries the code): until that event, the
+   * child is a zombie whose pid nobody else can take.
+   */
   pollExit(): void {
-    if (this.info) return;
+    if (this.info || this.child) return;
     const { verdict, stat } = verdictOf(this.pid, this.startTicks);
     if (verdict === 'vanished' || verdict === 'zombie' || verdict === 'reused') this.markExited({ cause: describeVerdict(verdict, stat) });
   }
@@ -95,11 +102,17 @@ export class ProcHandle {
       };
       const timer = setTimeout(wake, timeoutMs);
       // A child's end arrives as an event; an adopted one's only shows in /proc.
-      const poll = setInterval(() => {
-        if (!this.child) this.pollExit();
-      }, limits.stopPollMs);
+      const poll = setInterval(() => this.pollExit(), limits.stopPollMs);
       this.waiters.add(wake);
     });
+  }
+
+  /**
+   * Live processes in this instance's process group (the leader too while it runs); never the
+   * group of another process that got the same number after ours emptied (see groupMembers).
+   */
+  groupLeft(): number[] {
+    return groupMembers(this.pgid, this.startTicks);
   }
 }
 
@@ -107,6 +120,14 @@ export function describeExit(code: number | null, signal: NodeJS.Signals | null)
   if (signal !== null) return { cause: `killed by ${signal}`, signal };
   return { cause: `exited with code ${code ?? '?'}`, exitCode: code ?? -1 };
 }
+
+/**
+ * Set in the environment of every process the watchdog starts: the state folder (which names
+ * the watchdog: one per folder) and the process's name. By them a restarted watchdog finds the
+ * instances its predecessor started but did not get to record, and `watchdog stop` without a
+ * watchdog finds everything the application still runs.
+ */
+export const startedByEnv = { stateDir: 'MIRRORBOX_WATCHDOG_STATE_DIR', process: 'MIRRORBOX_WATCHDOG_PROCESS' } as const;
 
 export interface SpawnSpec {
   command: readonly string[];
@@ -161,6 +182,13 @@ export async function spawnProcess(spec: SpawnSpec, log: OutputLog): Promise<Pro
  * anything.
  */
 export const spareScript = 'read -r go || exit 0; exec "$@" </dev/null';
+/** The spare shell's $0: its argv is /bin/sh -c spareScript spareName COMMAND… until it execs. */
+export const spareName = 'mirrorbox-spare';
+
+/** Is this argv (/proc/PID/cmdline) a spare shell still waiting? */
+export function isSpareArgv(argv: readonly string[]): boolean {
+  return argv[0] === '/bin/sh' && argv[1] === '-c' && argv[2] === spareScript && argv[3] === spareName;
+}
 
 export class Spare {
   readonly child: ChildProcess;
@@ -180,7 +208,7 @@ export class Spare {
   static prepare(spec: SpawnSpec, log: OutputLog): Spare | undefined {
     let child: ChildProcess;
     try {
-      child = spawn('/bin/sh', ['-c', spareScript, 'mirrorbox-spare', ...spec.command], {
+      child = spawn('/bin/sh', ['-c', spareScript, spareName, ...spec.command], {
         cwd: spec.cwd,
         env: { ...process.env, ...spec.env },
         stdio: ['pipe', log.fd, log.fd],
@@ -244,7 +272,7 @@ async function waitGroupGone(handle: ProcHandle, timeoutMs: number): Promise<boo
   const deadline = Date.now() + timeoutMs;
   if (!(await handle.waitExited(timeoutMs))) return false;
   for (;;) {
-    if (groupMembers(handle.pgid).length === 0) return true;
+    if (handle.groupLeft().length === 0) return true;
     if (Date.now() >= deadline) return false;
     await new Promise((r) => setTimeout(r, limits.stopPollMs));
   }
@@ -264,10 +292,13 @@ export interface StopOutcome {
  */
 export async function stopGroup(handle: ProcHandle, signal: NodeJS.Signals, timeoutMs: number, onKill: () => void): Promise<StopOutcome> {
   const startedMs = Date.now();
+  // An adopted process may have ended since it was last looked at, and its pid may now name
+  // another process: check in /proc before signalling anything.
+  handle.pollExit();
   if (!handle.exited) {
     signalGroup(handle.pgid, signal);
     if (signal !== 'SIGCONT') signalGroup(handle.pgid, 'SIGCONT');
-  } else if (groupMembers(handle.pgid).length > 0) {
+  } else if (handle.groupLeft().length > 0) {
     // The leader is gone but left children behind: they get the same controlled stop.
     signalGroup(handle.pgid, signal);
     signalGroup(handle.pgid, 'SIGCONT');
@@ -275,8 +306,10 @@ export async function stopGroup(handle: ProcHandle, signal: NodeJS.Signals, time
     return { killed: false, leftover: [], elapsedMs: 0 };
   }
   if (await waitGroupGone(handle, timeoutMs)) return { killed: false, leftover: [], elapsedMs: Date.now() - startedMs };
+  handle.pollExit();
+  if (handle.exited && handle.groupLeft().length === 0) return { killed: false, leftover: [], elapsedMs: Date.now() - startedMs };
   onKill();
   signalGroup(handle.pgid, 'SIGKILL');
   const gone = await waitGroupGone(handle, limits.killWaitMsMax);
-  return { killed: true, leftover: gone ? [] : groupMembers(handle.pgid), elapsedMs: Date.now() - startedMs };
+  return { killed: true, leftover: gone ? [] : handle.groupLeft(), elapsedMs: Date.now() - startedMs };
 }

@@ -35,7 +35,7 @@ const processRecordSchema = z.object({
   restarts: z.number().int().nonnegative(),
   lastCause: z.string().nullable(),
   adopted: z.boolean(),
-});
+}).refine((r) => r.pgid === null || r.pgid === r.pid, { path: ['pgid'], message: 'must equal pid (each process leads its own group)' });
 export type ProcessRecord = z.output<typeof processRecordSchema>;
 
 const stateSchema = z.object({
@@ -78,6 +78,19 @@ export function readStateFile(path: string): StateFile | undefined {
   const parsed = stateSchema.safeParse(value);
   if (!parsed.success) throw new MirrorboxError('STATE_FILE', `${path}: ${parsed.error.issues[0]!.path.join('.')}: ${parsed.error.issues[0]!.message}`);
   return parsed.data;
+}
+
+/** Writes a state file atomically and synchronously: `PATH.tmp`, fsync, rename over PATH. */
+export function writeStateFileSync(path: string, state: StateFile): void {
+  const tmpPath = `${path}.tmp`;
+  writeFileSync(tmpPath, JSON.stringify(state, null, 2) + '\n');
+  const fd = openSync(tmpPath, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmpPath, path);
 }
 
 /** True when the watchdog recorded in the state file is still the same live process. */
@@ -135,15 +148,7 @@ export class StateWriter {
 
   /** Writes now, synchronously (at startup and at the very end of a shutdown). */
   writeNow(): void {
-    const text = JSON.stringify(this.snapshot(), null, 2) + '\n';
-    writeFileSync(this.tmpPath, text);
-    const fd = openSync(this.tmpPath, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(this.tmpPath, this.path);
+    writeStateFileSync(this.path, this.snapshot());
   }
 
   /** Resolves once no write is pending (or the disk keeps failing for idleWaitMsMax). */

@@ -19,10 +19,10 @@ import { decide, SlidingWindow, type LadderPolicy } from './ladder.js';
 import * as limits from './limits.js';
 import { buildAlert } from './notify/alert.js';
 import type { Notifier } from './notify/notifier.js';
-import { openOutputLog, waitForOutputLine } from './output-log.js';
-import { describeVerdict, groupMembers, verdictOf } from './proc-stat.js';
+import { openOutputLog, waitForOutputLine, type OutputLog } from './output-log.js';
+import { describeVerdict, sessionLeadersWith, verdictOf } from './proc-stat.js';
 import { makeProbe, type Probe } from './probes.js';
-import { adoptProcess, spawnProcess, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
+import { adoptProcess, isSpareArgv, spawnProcess, startedByEnv, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
 import { adoptionVerdict, type ProcessRecord, type StateFile } from './state.js';
 
 export type MemberState = 'stopped' | 'starting' | 'running' | 'stopping' | 'failed' | 'held';
@@ -40,15 +40,16 @@ class Member {
   starts = 0;
   restarts = 0;
   lastCause: string | null = null;
-  readyAtMs: number | null = null;
   liveTimer: NodeJS.Timeout | undefined;
   liveFailures = 0;
   liveBusy = false;
-  /** Consecutive /proc checks that found a child gone before its exit event arrived. */
-  goneChecks = 0;
+  /** When (performance.now() ms) /proc first showed this child ended, its exit event not yet in. */
+  goneSinceMs: number | null = null;
   /** A shell forked ahead of the next restart (see Spare), when `spare` is on. */
   spare: Spare | undefined;
   readonly failureWindow: SlidingWindow | undefined;
+  /** The configured env plus startedByEnv. */
+  readonly env: Record<string, string>;
   readonly live: { probe: Probe; describe: string } | undefined;
   readonly ready: { probe: Probe; describe: string } | { stdout: RegExp; describe: string } | undefined;
 
@@ -56,7 +57,9 @@ class Member {
     readonly index: number,
     readonly spec: ProcessConfig,
     readonly cwd: string,
+    stateDir: string,
   ) {
+    this.env = { ...spec.env, [startedByEnv.stateDir]: stateDir, [startedByEnv.process]: spec.name };
     this.failureWindow = spec.budget ? new SlidingWindow(spec.budget.windowSeconds * 1000) : undefined;
     this.live = spec.live ? makeProbe(spec.live, cwd) : undefined;
     if (spec.ready?.stdout !== undefined) this.ready = { stdout: new RegExp(spec.ready.stdout), describe: `stdout /${spec.ready.stdout}/` };
@@ -144,7 +147,7 @@ export class Supervisor {
     this.log = options.log;
     this.onChange = options.onChange;
     this.onSpawned = options.onSpawned;
-    this.members = this.config.processes.map((spec, i) => new Member(i, spec, resolve(this.config.cwd, spec.cwd ?? '.')));
+    this.members = this.config.processes.map((spec, i) => new Member(i, spec, resolve(this.config.cwd, spec.cwd ?? '.'), this.config.stateDir));
     this.policy = { ladder: this.config.ladder, attemptsPerRung: this.config.attemptsPerRung, onExhausted: this.config.onExhausted, backoff: this.config.backoff };
     this.appWindow = this.config.budget ? new SlidingWindow(this.config.budget.windowSeconds * 1000) : undefined;
   }
@@ -171,13 +174,16 @@ export class Supervisor {
         const v = verdicts[i];
         const record = records.get(m.name);
         if (!v || !record || record.pid === null || record.startTicks === null) continue;
-        if (v.adopt || v.alive) {
-          const why = v.adopt ? `restarting from ${this.members[from]!.name}, which is not running` : v.reason;
-          m.handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
+        const handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
+        // Alive, or dead with processes left in its group (they could hold what the new one needs).
+        if (v.adopt || v.alive || handle.groupLeft().length > 0) {
+          const why = v.adopt ? `restarting from ${this.members[from]!.name}, which is not running` : v.alive ? v.reason : 'processes left in its group';
+          m.handle = handle;
           await this.stopMember(m, why, { incident: null, rung: null });
         }
       }
       await this.stopOrphans(previous, records);
+      await this.stopUnrecorded();
       for (let i = from; i < this.members.length && !this.shuttingDown; i += 1) {
         if (!(await this.startMember(this.members[i]!, { incident: null, rung: null }))) break;
       }
@@ -198,7 +204,6 @@ export class Supervisor {
     m.starts = 1;
     m.restarts = record.restarts;
     m.lastCause = record.lastCause;
-    m.readyAtMs = Date.now();
     this.write({ event: 'adopt', process: m.name, pid: record.pid, cause: `still running from watchdog ${previous.watchdog.pid}`, detail: { startTicks: record.startTicks } });
     this.startLiveness(m);
     this.prepareSpare(m);
@@ -212,11 +217,41 @@ export class Supervisor {
     for (const record of [...records.values()].reverse()) {
       if (names.has(record.name) || record.pid === null || record.startTicks === null) continue;
       const v = adoptionVerdict(record, previous, record.command);
-      if (!v.adopt && !v.alive) continue;
       const handle = adoptProcess(record.pid, record.pgid ?? record.pid, record.startTicks, record.startedAtMs ?? Date.now());
-      this.write({ event: 'stop', process: record.name, pid: record.pid, cause: 'no longer in the config' });
-      await stopGroup(handle, 'SIGTERM', limits.stopTimeoutMsDefault, () => this.write({ event: 'kill', process: record.name, pid: record.pid, cause: 'did not stop in time' }));
+      if (!v.adopt && !v.alive && handle.groupLeft().length === 0) continue;
+      await this.stopStray(record.name, handle, { signal: 'SIGTERM', timeoutMs: limits.stopTimeoutMsDefault }, 'no longer in the config');
     }
+  }
+
+  /**
+   * Instances a previous watchdog started but did not record: it ended between a spawn and the
+   * state file write after it (the write is asynchronous, off the restart path). They carry
+   * startedByEnv and the configured command (the end of their argv: a script's interpreter may
+   * come first); every one that is not adopted is stopped, so nothing runs twice. Spare shells
+   * (a previous watchdog's, which exit by themselves, and this one's) are not instances.
+   */
+  private async stopUnrecorded(): Promise<void> {
+    const adopted = new Set(this.members.flatMap((m) => (m.handle && !m.handle.exited ? [m.handle.pid] : [])));
+    const found = sessionLeadersWith(`${startedByEnv.stateDir}=${this.config.stateDir}`);
+    for (const m of [...this.members].reverse()) {
+      const command = m.spec.command;
+      for (const p of found) {
+        if (adopted.has(p.pid) || !p.environ.includes(`${startedByEnv.process}=${m.name}`)) continue;
+        const at = p.argv.length - command.length;
+        if (at < 0 || isSpareArgv(p.argv) || !command.every((arg, i) => p.argv[at + i] === arg)) continue;
+        const handle = adoptProcess(p.pid, p.pid, p.startTicks, Date.now());
+        await this.stopStray(m.name, handle, m.spec.stop, 'not in the state file: started by the previous watchdog just before it ended');
+      }
+    }
+  }
+
+  /** Controlled stop of a process that is not (or no longer) a member's instance. */
+  private async stopStray(name: string, handle: ProcHandle, stop: { signal: string; timeoutMs: number }, cause: string): Promise<void> {
+    const signal = stop.signal as NodeJS.Signals;
+    this.write({ event: 'stop', process: name, pid: handle.pid, cause, signal });
+    await stopGroup(handle, signal, stop.timeoutMs, () =>
+      this.write({ event: 'kill', process: name, pid: handle.pid, cause: `did not stop within ${stop.timeoutMs} ms of ${signal}`, signal: 'SIGKILL' }),
+    );
   }
 
   // -------------------------------------------------------------------------------------------
@@ -232,16 +267,18 @@ export class Supervisor {
       if (!h || h.exited || (m.state !== 'running' && m.state !== 'starting')) continue;
       const { verdict, stat } = verdictOf(h.pid, h.startTicks);
       if (verdict === 'running') {
-        m.goneChecks = 0;
+        m.goneSinceMs = null;
       } else if (verdict === 'stopped') {
         if (m.state === 'running') this.markFailed(m, 'fail', describeVerdict(verdict, stat));
       } else if (!h.child) {
         h.markExited({ cause: describeVerdict(verdict, stat) });
       } else {
         // Our own child: its exit event (with code and signal) is due any moment; act on /proc
-        // only if it does not come by the next check.
-        m.goneChecks += 1;
-        if (m.goneChecks >= 2) h.markExited({ cause: describeVerdict(verdict, stat) });
+        // only if it has not come a whole check interval later. (Time, not a count of checks:
+        // the check after each remedy can follow the timer's with no event processed between.)
+        const nowMs = performance.now();
+        m.goneSinceMs ??= nowMs;
+        if (nowMs - m.goneSinceMs >= this.config.checkIntervalMs) h.markExited({ cause: describeVerdict(verdict, stat) });
       }
     }
   }
@@ -543,7 +580,7 @@ export class Supervisor {
   private async clearMember(m: Member, ctx: Context): Promise<void> {
     const h = m.handle;
     if (!h) return;
-    if (!h.exited || groupMembers(h.pgid).length > 0) await this.stopMember(m, h.exited ? 'processes left in its group' : 'failed', ctx);
+    if (!h.exited || h.groupLeft().length > 0) await this.stopMember(m, h.exited ? 'processes left in its group' : 'failed', ctx);
   }
 
   /**
@@ -555,8 +592,7 @@ export class Supervisor {
     m.generation += 1;
     const generation = m.generation;
     m.state = 'starting';
-    m.readyAtMs = null;
-    m.goneChecks = 0;
+    m.goneSinceMs = null;
     let handle: ProcHandle;
     let outputOffset: number;
     const spare = m.spare;
@@ -567,10 +603,10 @@ export class Supervisor {
       handle = spare.release();
     } else {
       spare?.discard();
-      const log = openOutputLog(this.config.logDir, m.name);
-      outputOffset = log.offsetBytes;
       try {
-        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.spec.env, onSpawned: this.onSpawned }, log);
+        const log = openOutputLog(this.config.logDir, m.name);
+        outputOffset = log.offsetBytes;
+        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, log);
       } catch (err) {
         m.handle = undefined;
         this.markFailed(m, 'fail', messageOf(err));
@@ -591,8 +627,7 @@ export class Supervisor {
     }
     if (m.state !== 'starting') return false;
     m.state = 'running';
-    m.readyAtMs = Date.now();
-    this.write({ ...ctx, event: 'ready', process: m.name, pid: handle.pid, cause: m.ready?.describe ?? 'spawned', detail: { readyMs: m.readyAtMs - handle.startedAtMs } });
+    this.write({ ...ctx, event: 'ready', process: m.name, pid: handle.pid, cause: m.ready?.describe ?? 'spawned', detail: { readyMs: Date.now() - handle.startedAtMs } });
     this.startLiveness(m);
     this.onChange();
     this.prepareSpare(m);
@@ -604,7 +639,15 @@ export class Supervisor {
     if (!m.spec.spare) return;
     setImmediate(() => {
       if (m.spare || this.shuttingDown || m.state !== 'running') return;
-      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.spec.env, onSpawned: this.onSpawned }, openOutputLog(this.config.logDir, m.name));
+      let log: OutputLog;
+      try {
+        log = openOutputLog(this.config.logDir, m.name);
+      } catch (err) {
+        // The next restart spawns directly (and fails, journaled, if the log is still unusable).
+        this.log.error({ process: m.name, err: messageOf(err) }, 'no spare shell');
+        return;
+      }
+      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, log);
     });
   }
 
@@ -652,7 +695,7 @@ export class Supervisor {
   private async stopMember(m: Member, cause: string, ctx: Context): Promise<void> {
     const h = m.handle;
     this.stopLiveness(m);
-    if (!h || (h.exited && groupMembers(h.pgid).length === 0)) {
+    if (!h || (h.exited && h.groupLeft().length === 0)) {
       m.state = 'stopped';
       this.write({ ...ctx, event: 'stop', process: m.name, pid: h?.pid ?? null, cause: `${cause} (already exited)` });
       this.onChange();

@@ -2,7 +2,6 @@
  * Helpers for the watchdog tests: real watchdog processes (the CLI, as a user runs it) guarding
  * real fixture processes (test/fixtures/watchdog-service.ts), and reading their journal.
  */
-import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,22 +10,13 @@ import { repoRoot } from './paths.js';
 import { spawnCli, type Spawned } from './process.js';
 import { parseJournalLine, type JournalEntry } from '../../src/watchdog/journal.js';
 import { readStateFile, statePaths } from '../../src/watchdog/state.js';
-import { groupMembers } from '../../src/watchdog/proc-stat.js';
+import { groupMembers, readProcStat } from '../../src/watchdog/proc-stat.js';
+import { spareName } from '../../src/watchdog/process-handle.js';
 
 export const servicePath = join(repoRoot, 'dist', 'test', 'fixtures', 'watchdog-service.js');
 
 /** A port that was free a moment ago (the test then configures a process to listen on it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../bench/lib/procs.js';
 
 /** argv for the fixture service, as YAML flow sequence text. */
 export function serviceCommand(name: string, ...extra: string[]): string {
@@ -89,8 +79,8 @@ export function killRecorded(stateDir: string): void {
     }
   }
   for (const p of state?.processes ?? []) {
-    if (p.pgid === null) continue;
-    for (const pid of groupMembers(p.pgid)) {
+    if (p.pgid === null || p.startTicks === null) continue;
+    for (const pid of groupMembers(p.pgid, p.startTicks)) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -127,7 +117,7 @@ export function sparesIn(dir: string): number[] {
     if (!/^\d+$/.test(name)) continue;
     try {
       if (readlinkSync(`/proc/${name}/cwd`) !== dir) continue;
-      if (readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').includes('mirrorbox-spare') && alive(Number(name))) found.push(Number(name));
+      if (readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').includes(spareName) && alive(Number(name))) found.push(Number(name));
     } catch {
       continue;
     }
@@ -163,13 +153,8 @@ export function steps(entries: readonly JournalEntry[], events: readonly string[
 
 /** Is this pid a live (non-zombie) process? */
 export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
+  const stat = readProcStat(pid);
+  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X';
 }
 
 export async function waitUntil(condition: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {

@@ -57,11 +57,6 @@ export class Notifier {
     this.window = new SlidingWindow(this.windowSeconds * 1000);
   }
 
-  channels(): Channel[] {
-    const c = this.config;
-    return [c.email && 'email', c.webhook && 'webhook', c.syslog && 'syslog', c.buzzer && 'buzzer'].filter(Boolean) as Channel[];
-  }
-
   /**
    * Decides whether this incident's alert goes out (dedupe, rate limit) and, if so, starts the
    * deliveries; `build` makes the alert (told how many earlier alerts were suppressed).

@@ -41,6 +41,16 @@ adopted, not started twice. Every journal event is printed as it happens; SIGTER
       return;
     }
     const log = createLogger('watchdog');
+    // The watchdog outlives the terminal or pipe that started it (SIGHUP is ignored below): once
+    // its stdout is gone (EIO from a hung-up terminal, EPIPE from a closed pipe) it stops
+    // printing journal events, which are in the journal anyway, instead of dying of the write
+    // error (oclif's own stdout handler rethrows everything but EPIPE).
+    let printing = !flags.quiet;
+    process.stdout.removeAllListeners('error');
+    process.stdout.on('error', (err) => {
+      if (printing) log.warn({ err: err.message }, 'stdout is gone: journal events are no longer printed');
+      printing = false;
+    });
     let watchdog: Watchdog | undefined;
     const onSignal = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'stopping the application');
@@ -54,7 +64,9 @@ adopted, not started twice. Every journal event is printed as it happens; SIGTER
     try {
       started = await Watchdog.start(config, log, (w) => {
         watchdog = w;
-        if (!flags.quiet) w.journal.onAppend((e) => process.stdout.write(formatEntry(e) + '\n'));
+        w.journal.onAppend((e) => {
+          if (printing) process.stdout.write(formatEntry(e) + '\n');
+        });
       });
     } catch (err) {
       this.fail(err);
