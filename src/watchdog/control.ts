@@ -1,10 +1,14 @@
 /**
- * The control socket (<stateDir>/watchdog.sock, mode 0600): how `watchdog status` and
- * `watchdog stop` talk to the running watchdog. Newline-delimited JSON, one request per
+ * The control socket (<stateDir>/watchdog.sock, mode 0600): how `watchdog status`, `restart`
+ * and `stop` talk to the running watchdog. Newline-delimited JSON, one request per
  * connection; the server may send progress lines before the final reply. Format: FORMATS.md.
+ *
+ * Nobody else may connect, ever: the socket is created 0600 (bind() under a umask of 0177, not
+ * chmod'ed afterwards, which would leave a window), in a state folder the watchdog creates 0700.
  */
+import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { z } from 'zod';
 import { MirrorboxError, hasCode, messageOf } from '../util/errors.js';
 import * as limits from './limits.js';
@@ -46,12 +50,19 @@ export async function startControlServer(path: string, handler: ControlHandler):
   const server = createServer((socket) => serve(socket, handler));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      resolve();
-    });
+    // listen() binds synchronously: the umask covers exactly the socket's creation. (Files
+    // other threads create meanwhile only come out more private than they would have.)
+    const umask = process.umask(limits.controlSocketUmask);
+    try {
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    } finally {
+      process.umask(umask);
+    }
   });
-  chmodSync(path, 0o600);
+  assert.equal(statSync(path).mode & limits.privateModeBits, 0, `control socket ${path} is open to other users`);
   return server;
 }
 

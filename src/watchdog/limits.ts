@@ -61,6 +61,12 @@ export const hardwareFeedMsDefault = 1_000;
 /** Control socket: largest request line accepted, and a client's wait for an answer. */
 export const controlRequestBytesMax = 64 * 1024;
 export const controlTimeoutMsDefault = 10_000;
+/** The control socket is bound under this umask: it is born 0600. */
+export const controlSocketUmask = 0o177;
+/** Mode of a folder the watchdog creates for its state (socket, state file, output pipes). */
+export const stateDirMode = 0o700;
+/** Permission bits that let group or other users in. */
+export const privateModeBits = 0o077;
 /** At start, how long a control socket left in place may take to answer before it counts as stale. */
 export const staleSocketAnswerMsMax = 2_000;
 /** `watchdog stop` waits this long for the whole application to stop (stop timeouts add up). */

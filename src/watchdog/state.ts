@@ -14,7 +14,7 @@
  * | not a zombie, not stopped                        | stop what is left of it, start afresh      |
  * | same command line as the config now says         | config changed: stop it, start afresh      |
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile, rename, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
@@ -55,6 +55,17 @@ const stateSchema = z.object({
   processes: z.array(processRecordSchema),
 });
 export type StateFile = z.output<typeof stateSchema>;
+
+/**
+ * Creates the state folder (and any missing parent) 0700: it holds the control socket and the
+ * processes' output pipes. A folder that already exists keeps its mode (it may be shared, e.g.
+ * /run); returns that mode when it lets group or other users in, for the caller to report.
+ */
+export function makeStateDir(stateDir: string): number | undefined {
+  mkdirSync(stateDir, { recursive: true, mode: limits.stateDirMode });
+  const mode = statSync(stateDir).mode & 0o777;
+  return (mode & limits.privateModeBits) === 0 ? undefined : mode;
+}
 
 export function statePaths(stateDir: string): { state: string; socket: string } {
   return { state: join(stateDir, 'watchdog.state.json'), socket: join(stateDir, 'watchdog.sock') };
@@ -137,7 +148,7 @@ export class StateWriter {
     readonly path: string,
     private readonly snapshot: () => StateFile,
   ) {
-    mkdirSync(dirname(path), { recursive: true });
+    makeStateDir(dirname(path));
     this.tmpPath = `${path}.tmp`;
   }
 

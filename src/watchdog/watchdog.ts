@@ -13,7 +13,7 @@ import { JournalWriter } from './journal.js';
 import * as limits from './limits.js';
 import { Notifier } from './notify/notifier.js';
 import { bootId, selfStartTicks } from './proc-stat.js';
-import { readStateFile, recordedWatchdogAlive, statePaths, StateWriter, stateVersion, type StateFile } from './state.js';
+import { makeStateDir, readStateFile, recordedWatchdogAlive, statePaths, StateWriter, stateVersion, type StateFile } from './state.js';
 import { Supervisor, type SupervisorStatus } from './supervisor.js';
 import { Priority } from './priority.js';
 
@@ -82,6 +82,10 @@ export class Watchdog {
   static async start(config: WatchdogConfig, log: Logger, beforeStart: (w: Watchdog) => void = () => undefined): Promise<Watchdog> {
     const paths = statePaths(config.stateDir);
     checkSocketPath(paths.socket);
+    const openMode = makeStateDir(config.stateDir);
+    if (openMode !== undefined) {
+      log.warn({ stateDir: config.stateDir, mode: openMode.toString(8) }, 'the state folder lets other users in; the control socket itself is 0600');
+    }
     let previous: StateFile | undefined;
     try {
       previous = readStateFile(paths.state);
