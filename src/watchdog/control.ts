@@ -18,6 +18,7 @@ export const controlVersion = 1;
 const requestSchema = z.discriminatedUnion('cmd', [
   z.object({ v: z.literal(controlVersion), cmd: z.literal('status') }),
   z.object({ v: z.literal(controlVersion), cmd: z.literal('stop'), keepProcesses: z.boolean().default(false) }),
+  z.object({ v: z.literal(controlVersion), cmd: z.literal('restart'), processes: z.array(z.string().min(1).max(limits.processNameCharsMax)).max(limits.processesMax).default([]) }),
 ]);
 export type ControlRequest = z.output<typeof requestSchema>;
 

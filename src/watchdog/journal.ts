@@ -29,6 +29,7 @@ export const journalEvents = [
   'notify', // an alert went out on a channel (or was suppressed: cause says why)
   'hold', // remedies end for this incident; failed processes stay down
   'resolved', // the incident is over: everything stayed up for stableMs
+  'resolve', // the operator closed the incident (watchdog restart); the starts follow
   'adopt', // a restarted watchdog took over a process still running from before
   'watchdog', // the watchdog itself started or stopped (cause says which)
 ] as const;

@@ -96,6 +96,10 @@ export class SlidingWindow {
     this.trim(nowMs);
     return this.times.length;
   }
+  /** Forgets every attempt (an operator took over: the budget starts afresh). */
+  clear(): void {
+    this.times = [];
+  }
   private trim(nowMs: number): void {
     let drop = 0;
     while (drop < this.times.length && this.times[drop]! <= nowMs - this.windowMs) drop += 1;

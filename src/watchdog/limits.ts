@@ -71,6 +71,8 @@ export const privateModeBits = 0o077;
 export const staleSocketAnswerMsMax = 2_000;
 /** `watchdog stop` waits this long for the whole application to stop (stop timeouts add up). */
 export const stopAllTimeoutMsDefault = 120_000;
+/** `watchdog restart` waits this long for the processes to be started and ready. */
+export const restartTimeoutMsDefault = 120_000;
 /** Longest unix socket path Linux accepts (sun_path is 108 bytes with its NUL). */
 export const unixPathBytesMax = 107;
 /** Config bounds: a process name's length, journal rotation size and files kept, buzzer bells. */

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { messageOf } from '../util/errors.js';
+import { MirrorboxError, messageOf } from '../util/errors.js';
 import type { ProcessConfig, Rung, WatchdogConfig } from './config.js';
 import type { JournalInput, JournalWriter } from './journal.js';
 import { decide, SlidingWindow, type LadderPolicy } from './ladder.js';
@@ -104,6 +104,21 @@ export interface SupervisorStatus {
   processes: ProcessStatus[];
 }
 
+/** What `watchdog restart` did (the control reply carries it). */
+export interface OperatorRestart {
+  /** Started in configuration order, each once ready. */
+  started: { name: string; pid: number; readyMs: number }[];
+  /** Named, but running already: left alone. */
+  alreadyRunning: string[];
+  /** The incident this restart closed (journal `resolve`), if one was open. */
+  resolved: string | null;
+  /** Processes still held (not named in the restart). */
+  held: string[];
+}
+
+/** The journal cause of a start the operator asked for. */
+export const operatorStartCause = 'watchdog restart (operator)';
+
 export interface SupervisorOptions {
   config: WatchdogConfig;
   journal: JournalWriter;
@@ -133,6 +148,12 @@ export class Supervisor {
   private incident: Incident | undefined;
   private busy = false;
   private idleWaiters: (() => void)[] = [];
+  /** An operator restart waits for the loop: the loop stops after its current step. */
+  private operatorPending = false;
+  /** Operator restarts, one after the other. */
+  private operatorTurn: Promise<unknown> = Promise.resolve();
+  /** Cuts the remedy loop's backoff wait short (an operator restart takes over). */
+  private napper: AbortController | undefined;
   private shuttingDown = false;
   private readonly abort = new AbortController();
   private checkTimer: NodeJS.Timeout | undefined;
@@ -371,7 +392,7 @@ export class Supervisor {
   // The remedy loop
 
   private kick(): void {
-    if (this.busy || this.shuttingDown) return;
+    if (this.busy || this.shuttingDown || this.operatorPending) return;
     void this.remedyLoop().catch((err: unknown) => {
       // A bug: crash, and let whatever runs the watchdog restart it (it will adopt).
       this.log.fatal({ err }, 'remedy loop failed');
@@ -389,7 +410,7 @@ export class Supervisor {
     assert.ok(!this.busy, 'a second remedy loop');
     this.busy = true;
     try {
-      while (!this.shuttingDown) {
+      while (!this.shuttingDown && !this.operatorPending) {
         const down = this.down();
         if (down.length === 0) break;
         const incident = this.ensureIncident();
@@ -525,18 +546,103 @@ export class Supervisor {
     });
   }
 
-  /** Sleeps unless shutdown interrupts; resolves false when interrupted. */
+  /** Sleeps unless shutdown or an operator restart interrupts; resolves false when interrupted. */
   private sleep(ms: number): Promise<boolean> {
     return new Promise((resolveSleep) => {
-      if (this.abort.signal.aborted) return resolveSleep(false);
+      if (this.abort.signal.aborted || this.operatorPending) return resolveSleep(false);
+      const napper = new AbortController();
+      this.napper = napper;
+      const signal = AbortSignal.any([this.abort.signal, napper.signal]);
       const done = (): void => {
         clearTimeout(timer);
-        this.abort.signal.removeEventListener('abort', done);
-        resolveSleep(!this.abort.signal.aborted);
+        signal.removeEventListener('abort', done);
+        if (this.napper === napper) this.napper = undefined;
+        resolveSleep(!signal.aborted);
       };
       const timer = setTimeout(done, ms);
-      this.abort.signal.addEventListener('abort', done, { once: true });
+      signal.addEventListener('abort', done, { once: true });
     });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The operator: `mirrorbox watchdog restart [NAME...]`
+
+  /**
+   * Ends a hold (systemctl reset-failed + restart): closes the open incident (journal
+   * `resolve`), clears the restart budgets (the application's and each restarted process's),
+   * and starts the processes again in configuration order, each waiting for readiness. No
+   * names: every held or failed process. A remedy in progress finishes its step first (a
+   * backoff wait is cut short); requests run one after the other. Throws MirrorboxError
+   * UNKNOWN_PROCESS, WATCHDOG_STOPPING, or RESTART_FAILED with the cause when a start fails:
+   * that failure opens a new incident, which the ladder takes from there.
+   */
+  operatorRestart(names: readonly string[], progress: (text: string) => void): Promise<OperatorRestart> {
+    const unknown = names.filter((name) => !this.members.some((m) => m.name === name));
+    if (unknown.length > 0) {
+      const configured = this.members.map((m) => m.name).join(', ');
+      return Promise.reject(new MirrorboxError('UNKNOWN_PROCESS', `no process named ${unknown.map((n) => `"${n}"`).join(', ')} (configured: ${configured})`));
+    }
+    const turn = this.operatorTurn.then(() => this.restartForOperator(new Set(names), progress));
+    this.operatorTurn = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async restartForOperator(names: Set<string>, progress: (text: string) => void): Promise<OperatorRestart> {
+    this.operatorPending = true;
+    this.napper?.abort();
+    let holding = false;
+    try {
+      if (this.busy) progress('waiting for the remedy in progress to finish its step');
+      await this.whenIdle();
+      if (this.shuttingDown) throw watchdogStopping();
+      this.busy = true;
+      holding = true;
+      const named = names.size > 0 ? this.members.filter((m) => names.has(m.name)) : this.members;
+      const targets = named.filter((m) => m.state === 'held' || m.state === 'failed' || m.state === 'stopped');
+      const result: OperatorRestart = {
+        started: [],
+        alreadyRunning: names.size > 0 ? named.filter((m) => !targets.includes(m)).map((m) => m.name) : [],
+        resolved: null,
+        held: [],
+      };
+      if (targets.length > 0 && this.incident) {
+        const incident = this.incident;
+        clearTimeout(this.stableTimer);
+        this.incident = undefined;
+        result.resolved = incident.id;
+        this.write({
+          event: 'resolve',
+          incident: incident.id,
+          cause: `resolved by the operator (watchdog restart ${targets.map((m) => m.name).join(' ')}) after ${incident.attempts.length} remedies${incident.held ? ', on hold' : ''}`,
+          detail: { processes: targets.map((m) => m.name) },
+        });
+      }
+      if (targets.length > 0) this.appWindow?.clear();
+      const ctx: Context = { incident: null, rung: null };
+      for (const m of targets) {
+        if (this.shuttingDown) throw watchdogStopping();
+        m.failureWindow?.clear();
+        progress(`starting ${m.name}`);
+        await this.clearMember(m, ctx);
+        if (!(await this.startMember(m, ctx, operatorStartCause))) {
+          if (this.shuttingDown) throw watchdogStopping();
+          throw new MirrorboxError('RESTART_FAILED', `${m.name} did not start: ${m.lastCause ?? 'unknown cause'} (the ladder takes it from here; see the journal)`);
+        }
+        const h = m.handle!;
+        const readyMs = Date.now() - h.startedAtMs;
+        result.started.push({ name: m.name, pid: h.pid, readyMs });
+        progress(`${m.name} ready (pid ${h.pid}) in ${readyMs} ms`);
+      }
+      result.held = this.members.filter((m) => m.state === 'held').map((m) => m.name);
+      return result;
+    } finally {
+      this.operatorPending = false;
+      if (holding) {
+        this.setIdle();
+        this.armStableTimer();
+        this.kick();
+      }
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -587,7 +693,7 @@ export class Supervisor {
    * Spawns a process and waits for its readiness. Returns false (state failed, journaled) when
    * it cannot be started, exits, or is not ready within readyTimeoutMs.
    */
-  private async startMember(m: Member, ctx: Context): Promise<boolean> {
+  private async startMember(m: Member, ctx: Context, cause = ctx.rung ?? 'start'): Promise<boolean> {
     assert.ok(m.state !== 'running' && m.state !== 'starting' && m.state !== 'stopping', `starting ${m.name} while ${m.state}`);
     m.generation += 1;
     const generation = m.generation;
@@ -617,7 +723,7 @@ export class Supervisor {
     m.starts += 1;
     if (m.starts > 1) m.restarts += 1;
     handle.onExit((info) => this.onExit(m, generation, info));
-    this.write({ ...ctx, event: 'start', process: m.name, pid: handle.pid, cause: ctx.rung === null ? 'start' : `${ctx.rung}`, detail: { spare: spare !== undefined && handle.pid === spare.pid } });
+    this.write({ ...ctx, event: 'start', process: m.name, pid: handle.pid, cause, detail: { spare: spare !== undefined && handle.pid === spare.pid } });
     this.onChange();
     const failure = await this.waitReady(m, handle, outputOffset);
     if (generation !== m.generation) return false;
@@ -816,6 +922,10 @@ export class Supervisor {
   private write(input: JournalInput): void {
     this.journal.append(input);
   }
+}
+
+function watchdogStopping(): MirrorboxError {
+  return new MirrorboxError('WATCHDOG_STOPPING', 'the watchdog is stopping');
 }
 
 function fileSize(path: string): number {

@@ -7,14 +7,14 @@ import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import { MirrorboxError, messageOf } from '../util/errors.js';
 import type { WatchdogConfig } from './config.js';
-import { checkSocketPath, controlRequest, controlVersion, startControlServer, type ControlRequest } from './control.js';
+import { checkSocketPath, controlRequest, controlVersion, startControlServer, type ControlMessage, type ControlRequest } from './control.js';
 import { HardwareWatchdog } from './hardware-watchdog.js';
 import { JournalWriter } from './journal.js';
 import * as limits from './limits.js';
 import { Notifier } from './notify/notifier.js';
 import { bootId, selfStartTicks } from './proc-stat.js';
 import { makeStateDir, readStateFile, recordedWatchdogAlive, statePaths, StateWriter, stateVersion, type StateFile } from './state.js';
-import { Supervisor, type SupervisorStatus } from './supervisor.js';
+import { Supervisor, type OperatorRestart, type SupervisorStatus } from './supervisor.js';
 import { Priority } from './priority.js';
 
 export interface WatchdogStatus {
@@ -164,6 +164,10 @@ export class Watchdog {
 
   private async handle(request: ControlRequest, progress: (text: string) => void): Promise<Record<string, unknown>> {
     if (request.cmd === 'status') return { status: this.status() };
+    if (request.cmd === 'restart') {
+      if (this.stopping) throw new MirrorboxError('WATCHDOG_STOPPING', 'the watchdog is stopping');
+      return { ...(await this.supervisor.operatorRestart(request.processes, progress)) };
+    }
     const result = await this.stop(request.keepProcesses, progress);
     return { ...result, keptRunning: request.keepProcesses };
   }
@@ -194,18 +198,34 @@ export class Watchdog {
   }
 }
 
+/** One request to the watchdog of `stateDir`; its refusal becomes a MirrorboxError with its code. */
+async function ask(stateDir: string, request: ControlRequest, options: { timeoutMs?: number; onProgress?: (text: string) => void } = {}): Promise<ControlMessage> {
+  const reply = await controlRequest(statePaths(stateDir).socket, request, options);
+  if (!reply.ok) throw new MirrorboxError(reply.code ?? 'CONTROL_ERROR', reply.message ?? 'the watchdog refused');
+  return reply;
+}
+
 /** Asks a running watchdog (found through the state folder) for its status. */
 export async function requestStatus(stateDir: string): Promise<WatchdogStatus> {
-  const reply = await controlRequest(statePaths(stateDir).socket, { v: controlVersion, cmd: 'status' });
-  if (!reply.ok) throw new MirrorboxError(reply.code ?? 'CONTROL_ERROR', reply.message ?? 'the watchdog refused');
-  return reply['status'] as WatchdogStatus;
+  return (await ask(stateDir, { v: controlVersion, cmd: 'status' }))['status'] as WatchdogStatus;
 }
 
 /** Asks a running watchdog to stop; `onProgress` hears each step. */
 export async function requestStop(stateDir: string, keepProcesses: boolean, onProgress: (text: string) => void, timeoutMs = limits.stopAllTimeoutMsDefault): Promise<{ stopped: string[] }> {
-  const reply = await controlRequest(statePaths(stateDir).socket, { v: controlVersion, cmd: 'stop', keepProcesses }, { onProgress, timeoutMs });
-  if (!reply.ok) throw new MirrorboxError(reply.code ?? 'CONTROL_ERROR', reply.message ?? 'the watchdog refused');
+  const reply = await ask(stateDir, { v: controlVersion, cmd: 'stop', keepProcesses }, { onProgress, timeoutMs });
   return { stopped: (reply['stopped'] as string[]) ?? [] };
 }
 
-
+/**
+ * Asks a running watchdog to end a hold and start `processes` (none: every held or failed one);
+ * resolves once they are ready. `onProgress` hears each step.
+ */
+export async function requestRestart(stateDir: string, processes: readonly string[], onProgress: (text: string) => void, timeoutMs = limits.restartTimeoutMsDefault): Promise<OperatorRestart> {
+  const reply = await ask(stateDir, { v: controlVersion, cmd: 'restart', processes: [...processes] }, { onProgress, timeoutMs });
+  return {
+    started: reply['started'] as OperatorRestart['started'],
+    alreadyRunning: reply['alreadyRunning'] as string[],
+    resolved: reply['resolved'] as string | null,
+    held: reply['held'] as string[],
+  };
+}
