@@ -41,6 +41,10 @@ processes:
   assert.ok(statSync(socket).isSocket());
   assert.equal(modeOf(socket), 0o600, `socket mode ${modeOf(socket).toString(8)}`);
   assert.equal(modeOf(stateDir), 0o700, `state folder mode ${modeOf(stateDir).toString(8)}`);
+  // The output pipe beside it (the process's stdout and stderr) is the owner's only, too.
+  const pipe = join(stateDir, 'a.pipe');
+  assert.ok(statSync(pipe).isFIFO());
+  assert.equal(modeOf(pipe), 0o600, `pipe mode ${modeOf(pipe).toString(8)}`);
   // And it is the socket the watchdog answers on.
   assert.equal((await requestStatus(stateDir)).watchdog.socket, socket);
 });

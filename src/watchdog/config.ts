@@ -178,13 +178,19 @@ const notifySchema = z.strictObject({
   timeoutMs: positiveMs.optional(),
 });
 
+function rotateSchema(bytesMin: number, keptMax: number) {
+  return z.strictObject({ maxBytes: z.number().int().min(bytesMin), keep: z.number().int().min(1).max(keptMax) });
+}
+
 const configObject = z.strictObject({
     name: z.string().min(1).max(64).optional(),
     cwd: z.string().min(1).optional(),
     journal: z.string().min(1),
-    journalRotate: z.strictObject({ maxBytes: z.number().int().min(limits.journalRotateBytesMin), keep: z.number().int().min(1).max(limits.journalFilesKeptMax) }).optional(),
+    journalRotate: rotateSchema(limits.journalRotateBytesMin, limits.journalFilesKeptMax).optional(),
     stateDir: z.string().min(1).optional(),
     logDir: z.string().min(1).optional(),
+    /** Each process's output log: rotated before it would pass maxBytes, `keep` old files. */
+    outputRotate: rotateSchema(limits.outputRotateBytesMin, limits.outputLogFilesKeptMax).optional(),
     checkIntervalMs: z.number().int().min(limits.checkIntervalMsMin).default(limits.checkIntervalMsDefault),
     ladder: z
       .array(z.enum(rungNames, { message: `expected one of ${rungNames.join(', ')}` }))
@@ -375,6 +381,8 @@ const knownKeysByPath: Record<string, readonly string[]> = {
   budget: ['restarts', 'windowSeconds'],
   'processes[].budget': ['restarts', 'windowSeconds'],
   backoff: ['initialMs', 'maxMs', 'factor'],
+  journalRotate: ['maxBytes', 'keep'],
+  outputRotate: ['maxBytes', 'keep'],
 };
 
 function suggestion(path: (string | number)[]): string {

@@ -8,12 +8,13 @@
  * never held up by the disk. `flush()` resolves once everything appended so far is durable.
  */
 import { closeSync, openSync, fsyncSync, fstatSync, readFileSync, existsSync, ftruncateSync, readSync, mkdirSync, statSync } from 'node:fs';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
 import { MirrorboxError, hasCode, messageOf } from '../util/errors.js';
 import * as limits from './limits.js';
+import { shiftRotatedFiles } from './rotate.js';
 
 export const journalVersion = 1;
 
@@ -293,11 +294,7 @@ export class JournalWriter {
     const old = this.handle;
     this.handle = undefined;
     await old?.close();
-    await rm(`${this.path}.${this.filesKept}`, { force: true });
-    for (let i = this.filesKept - 1; i >= 1; i -= 1) {
-      if (existsSync(`${this.path}.${i}`)) await rename(`${this.path}.${i}`, `${this.path}.${i + 1}`);
-    }
-    await rename(this.path, `${this.path}.1`);
+    await shiftRotatedFiles(this.path, this.filesKept);
     this.sizeBytes = 0;
     this.handle = await this.openLive();
   }

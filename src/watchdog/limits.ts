@@ -43,12 +43,21 @@ export const stateIdleWaitMsMax = 5_000;
 export const journalLineBytesMax = 8 * 1024;
 /** A cause or detail string is cut to this many characters before it is journaled. */
 export const causeCharsMax = 1_000;
-/** Per-process output log: rotated at start when larger than this; one old file kept. */
+/** default `outputRotate`: a process's output log rotates before it would exceed this; old files kept. */
 export const outputLogBytesMaxDefault = 8 * 1024 * 1024;
+export const outputLogFilesKeptDefault = 1;
+/** Config bounds of `outputRotate`. */
+export const outputRotateBytesMin = 4096;
+export const outputLogFilesKeptMax = 100;
+/** Output read from a process's pipe and not yet written; past this, reading pauses (the process's writes wait). */
+export const outputBufferBytesMax = 1024 * 1024;
+/** Before a start, what an ended instance left in the pipe is taken in, in pieces of this size, up to the max. */
+export const outputDrainChunkBytes = 64 * 1024;
+export const outputDrainBytesMax = 1024 * 1024;
+/** At stop, how long queued output may take to reach the disk before it is given up. */
+export const outputFlushWaitMsMax = 5_000;
 /** How much of a process's output is scanned for the `stdout` readiness pattern. */
 export const readyScanBytesMax = 1024 * 1024;
-/** The output log is read in pieces of this size while looking for the readiness line. */
-export const readyScanChunkBytes = 64 * 1024;
 /** default notification rate limit: at most this many alerts per window (new incidents). */
 export const alertsPerWindowDefault = 5;
 export const alertWindowSecondsDefault = 3_600;

@@ -18,7 +18,6 @@ import { closeSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { MirrorboxError, hasCode, messageOf } from '../util/errors.js';
 import { describeVerdict, groupMembers, readProcStat, verdictOf } from './proc-stat.js';
-import type { OutputLog } from './output-log.js';
 import * as limits from './limits.js';
 
 export interface ExitInfo {
@@ -139,9 +138,10 @@ export interface SpawnSpec {
 
 /**
  * Starts a process as the leader of a new session and process group, its stdout and stderr
- * going to `log`. Throws MirrorboxError SPAWN_FAILED when it cannot be started at all.
+ * going to `outputFd` (closed here once the child has it: see OutputLog.childFd). Throws
+ * MirrorboxError SPAWN_FAILED when it cannot be started at all.
  */
-export async function spawnProcess(spec: SpawnSpec, log: OutputLog): Promise<ProcHandle> {
+export async function spawnProcess(spec: SpawnSpec, outputFd: number): Promise<ProcHandle> {
   assert.ok(spec.command.length > 0, 'empty command');
   const [program, ...args] = spec.command as [string, ...string[]];
   let child: ChildProcess;
@@ -149,14 +149,14 @@ export async function spawnProcess(spec: SpawnSpec, log: OutputLog): Promise<Pro
     child = spawn(program, args, {
       cwd: spec.cwd,
       env: { ...process.env, ...spec.env },
-      stdio: ['ignore', log.fd, log.fd],
+      stdio: ['ignore', outputFd, outputFd],
       detached: true,
     });
   } catch (err) {
-    closeSync(log.fd);
+    closeSync(outputFd);
     throw new MirrorboxError('SPAWN_FAILED', `cannot start ${program}: ${messageOf(err)}`, { cause: err });
   }
-  closeSync(log.fd);
+  closeSync(outputFd);
   const pid = child.pid;
   if (pid === undefined) {
     const err = await new Promise<Error>((resolve) => child.once('error', resolve));
@@ -175,7 +175,7 @@ export async function spawnProcess(spec: SpawnSpec, log: OutputLog): Promise<Pro
 
 /**
  * A spare: `/bin/sh` forked ahead of need, in its own session, with the process's cwd, env and
- * output log, blocked reading one line from a pipe. Releasing it writes that line; the shell
+ * output pipe, blocked reading one line from a pipe. Releasing it writes that line; the shell
  * then execs the real command (same pid, same process group), so a restart pays no fork and no
  * spawn latency (fork of a Node process costs 1–10 ms on a loaded machine: see README.md).
  * If the watchdog dies, the pipe closes, `read` fails, and the spare exits without running
@@ -194,37 +194,38 @@ export class Spare {
   readonly child: ChildProcess;
   readonly pid: number;
   readonly startTicks: number;
-  readonly logPath: string;
   private released = false;
 
-  private constructor(child: ChildProcess, pid: number, startTicks: number, logPath: string) {
+  private constructor(child: ChildProcess, pid: number, startTicks: number) {
     this.child = child;
     this.pid = pid;
     this.startTicks = startTicks;
-    this.logPath = logPath;
   }
 
-  /** Forks a spare for `spec`; undefined when /bin/sh cannot be started (the caller spawns directly). */
-  static prepare(spec: SpawnSpec, log: OutputLog): Spare | undefined {
+  /**
+   * Forks a spare for `spec`, its output to `outputFd` (closed here); undefined when /bin/sh
+   * cannot be started (the caller spawns directly).
+   */
+  static prepare(spec: SpawnSpec, outputFd: number): Spare | undefined {
     let child: ChildProcess;
     try {
       child = spawn('/bin/sh', ['-c', spareScript, spareName, ...spec.command], {
         cwd: spec.cwd,
         env: { ...process.env, ...spec.env },
-        stdio: ['pipe', log.fd, log.fd],
+        stdio: ['pipe', outputFd, outputFd],
         detached: true,
       });
     } catch {
       return undefined;
     } finally {
-      closeSync(log.fd);
+      closeSync(outputFd);
     }
     child.on('error', () => undefined);
     child.stdin!.on('error', () => undefined);
     if (child.pid !== undefined) spec.onSpawned?.(child.pid);
     const stat = child.pid === undefined ? undefined : readProcStat(child.pid);
     if (!stat || child.pid === undefined) return undefined;
-    return new Spare(child, child.pid, stat.startTicks, log.path);
+    return new Spare(child, child.pid, stat.startTicks);
   }
 
   /** Still waiting, and still the same process? */

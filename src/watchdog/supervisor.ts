@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { MirrorboxError, messageOf } from '../util/errors.js';
@@ -19,7 +18,7 @@ import { decide, SlidingWindow, type LadderPolicy } from './ladder.js';
 import * as limits from './limits.js';
 import { buildAlert } from './notify/alert.js';
 import type { Notifier } from './notify/notifier.js';
-import { openOutputLog, waitForOutputLine, type OutputLog } from './output-log.js';
+import { OutputLog, type LineWait } from './output-log.js';
 import { describeVerdict, sessionLeadersWith, verdictOf } from './proc-stat.js';
 import { makeProbe, type Probe } from './probes.js';
 import { adoptProcess, isSpareArgv, spawnProcess, startedByEnv, stopGroup, Spare, type ExitInfo, type ProcHandle } from './process-handle.js';
@@ -47,6 +46,8 @@ class Member {
   goneSinceMs: number | null = null;
   /** A shell forked ahead of the next restart (see Spare), when `spare` is on. */
   spare: Spare | undefined;
+  /** Reads the process's output pipe into its log (opened at start-up, or at its first start). */
+  output: OutputLog | undefined;
   readonly failureWindow: SlidingWindow | undefined;
   /** The configured env plus startedByEnv. */
   readonly env: Record<string, string>;
@@ -185,6 +186,14 @@ export class Supervisor {
   async startAll(previous: StateFile | undefined): Promise<void> {
     this.busy = true;
     try {
+      // Read every output pipe first: adopted processes may be waiting to write.
+      for (const m of this.members) {
+        try {
+          this.outputOf(m);
+        } catch (err) {
+          this.log.error({ process: m.name, err: messageOf(err) }, 'cannot read the output pipe (its start will fail and say why)');
+        }
+      }
       const records = new Map((previous?.processes ?? []).map((r) => [r.name, r]));
       const verdicts = this.members.map((m) => (previous ? adoptionVerdict(records.get(m.name), previous, m.spec.command) : undefined));
       let from = this.members.findIndex((_, i) => verdicts[i]?.adopt !== true);
@@ -699,21 +708,29 @@ export class Supervisor {
     const generation = m.generation;
     m.state = 'starting';
     m.goneSinceMs = null;
+    let output: OutputLog;
+    try {
+      output = this.outputOf(m);
+      await output.reopen();
+    } catch (err) {
+      m.handle = undefined;
+      this.markFailed(m, 'fail', messageOf(err));
+      return false;
+    }
+    // What the ended instance left in the pipe is its output, not the new one's ready line.
+    output.drainPending();
+    const readyLine = m.ready !== undefined && 'stdout' in m.ready ? output.expectLine(m.ready.stdout) : undefined;
     let handle: ProcHandle;
-    let outputOffset: number;
     const spare = m.spare;
     m.spare = undefined;
     if (spare?.usable) {
-      // The spare wrote nothing yet: the new output starts at the log's current end.
-      outputOffset = fileSize(spare.logPath);
       handle = spare.release();
     } else {
       spare?.discard();
       try {
-        const log = openOutputLog(this.config.logDir, m.name);
-        outputOffset = log.offsetBytes;
-        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, log);
+        handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, output.childFd());
       } catch (err) {
+        readyLine?.cancel(err);
         m.handle = undefined;
         this.markFailed(m, 'fail', messageOf(err));
         return false;
@@ -725,7 +742,7 @@ export class Supervisor {
     handle.onExit((info) => this.onExit(m, generation, info));
     this.write({ ...ctx, event: 'start', process: m.name, pid: handle.pid, cause, detail: { spare: spare !== undefined && handle.pid === spare.pid } });
     this.onChange();
-    const failure = await this.waitReady(m, handle, outputOffset);
+    const failure = await this.waitReady(m, handle, readyLine);
     if (generation !== m.generation) return false;
     if (failure !== null) {
       if (m.state === 'starting') this.markFailed(m, 'fail', failure);
@@ -740,20 +757,33 @@ export class Supervisor {
     return true;
   }
 
+  /** The member's output log, opened on first use; throws MirrorboxError OUTPUT_LOG. */
+  private outputOf(m: Member): OutputLog {
+    m.output ??= OutputLog.open({
+      logDir: this.config.logDir,
+      pipeDir: this.config.stateDir,
+      name: m.name,
+      bytesMax: this.config.outputRotate?.maxBytes,
+      filesKept: this.config.outputRotate?.keep,
+      onError: (err) => this.log.error({ process: m.name, err: err.message }, 'output log'),
+    });
+    return m.output;
+  }
+
   /** Forks the next restart's spare, off the current path (after this tick). */
   private prepareSpare(m: Member): void {
     if (!m.spec.spare) return;
     setImmediate(() => {
       if (m.spare || this.shuttingDown || m.state !== 'running') return;
-      let log: OutputLog;
+      let outputFd: number;
       try {
-        log = openOutputLog(this.config.logDir, m.name);
+        outputFd = this.outputOf(m).childFd();
       } catch (err) {
         // The next restart spawns directly (and fails, journaled, if the log is still unusable).
         this.log.error({ process: m.name, err: messageOf(err) }, 'no spare shell');
         return;
       }
-      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, log);
+      m.spare = Spare.prepare({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, outputFd);
     });
   }
 
@@ -765,7 +795,7 @@ export class Supervisor {
   }
 
   /** Resolves null once ready, or the reason it never got there. */
-  private async waitReady(m: Member, handle: ProcHandle, outputOffset: number): Promise<string | null> {
+  private async waitReady(m: Member, handle: ProcHandle, readyLine: LineWait | undefined): Promise<string | null> {
     const ready = m.ready;
     if (!ready) return handle.exited ? handle.exitInfo!.cause : null;
     const controller = new AbortController();
@@ -776,7 +806,11 @@ export class Supervisor {
     void handle.ended.then((info) => controller.abort(new Error(info.cause)));
     try {
       if ('stdout' in ready) {
-        await waitForOutputLine(resolve(this.config.logDir, `${m.name}.log`), outputOffset, ready.stdout, controller.signal);
+        assert.ok(readyLine, 'stdout readiness without a line wait');
+        const cancel = (): void => readyLine.cancel(controller.signal.reason);
+        if (controller.signal.aborted) cancel();
+        controller.signal.addEventListener('abort', cancel, { once: true });
+        await readyLine.line;
       } else {
         for (;;) {
           if (controller.signal.aborted) throw controller.signal.reason;
@@ -863,6 +897,8 @@ export class Supervisor {
         progress(`stopped ${m.name} in ${Date.now() - startedMs} ms`);
       }
     }
+    // What is in the pipes now reaches the logs; processes left running write on into the pipes.
+    await Promise.all(this.members.map((m) => m.output?.close()));
     return { stopped };
   }
 
@@ -926,14 +962,6 @@ export class Supervisor {
 
 function watchdogStopping(): MirrorboxError {
   return new MirrorboxError('WATCHDOG_STOPPING', 'the watchdog is stopping');
-}
-
-function fileSize(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
 }
 
 function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
