@@ -13,7 +13,7 @@ import type { JournalEntry } from '../src/watchdog/journal.js';
 import { requestStatus } from '../src/watchdog/watchdog.js';
 import { cliPath } from './helpers/paths.js';
 import { run } from './helpers/process.js';
-import { alive, serviceCommand, startWatchdog, waitForJournal, watchdogDir, writeConfig } from './helpers/watchdog.js';
+import { alive, serviceCommand, startWatchdog, waitForJournal, watchdogApp } from './helpers/watchdog.js';
 
 const cli = (...args: string[]): ReturnType<typeof run> => run(process.execPath, [cliPath, ...args]);
 /** Exit status of a command that failed with a MirrorboxError (src/cli/watchdog-common.ts). */
@@ -26,14 +26,10 @@ function index(entries: readonly JournalEntry[], match: (e: JournalEntry, i: num
 }
 
 test('watchdog restart ends a hold: resolve, then start and ready in order; the process runs again', async (t) => {
-  const dir = watchdogDir(t);
-  const crashFile = join(dir, 'crash');
-  const config = writeConfig(
-    dir,
-    `
-journal: ./var/watchdog.jsonl
-checkIntervalMs: 50
-ladder: [restart-failed]
+  // (The processes run in the config's folder: the relative crash file is the test's `crashFile`.)
+  const { dir, config, stateDir, journal } = watchdogApp(
+    t,
+    `ladder: [restart-failed]
 attemptsPerRung: 5
 onExhausted: hold
 stableMs: 300
@@ -41,12 +37,11 @@ backoff: { initialMs: 10, maxMs: 20 }
 budget: { restarts: 1, windowSeconds: 3600 }
 processes:
   - { name: a, command: ${serviceCommand('a')}, ready: { stdout: "^ready a" } }
-  - { name: b, command: ${serviceCommand('b', '--crash-if-file', crashFile, '--crash-delay-ms', '100')}, ready: { stdout: "^ready b" } }
+  - { name: b, command: ${serviceCommand('b', '--crash-if-file', 'crash', '--crash-delay-ms', '100')}, ready: { stdout: "^ready b" } }
   - { name: c, command: ${serviceCommand('c')}, ready: { stdout: "^ready c" } }
 `,
   );
-  const stateDir = join(dir, 'var');
-  const journal = join(stateDir, 'watchdog.jsonl');
+  const crashFile = join(dir, 'crash');
   await startWatchdog(t, config, stateDir, journal);
 
   // b now crashes 100 ms after every start: the one restart the budget allows does not hold.
@@ -123,13 +118,9 @@ processes:
 });
 
 test('watchdog restart of a process that cannot start: RESTART_FAILED with the cause, and the ladder takes over', async (t) => {
-  const dir = watchdogDir(t);
-  const config = writeConfig(
-    dir,
-    `
-journal: ./var/watchdog.jsonl
-checkIntervalMs: 50
-ladder: [restart-failed]
+  const { config, stateDir, journal } = watchdogApp(
+    t,
+    `ladder: [restart-failed]
 onExhausted: hold
 stableMs: 100
 backoff: { initialMs: 10, maxMs: 20 }
@@ -138,8 +129,6 @@ processes:
   - { name: broken, command: [/bin/sh, -c, "exit 7"], ready: { stdout: "^never" } }
 `,
   );
-  const stateDir = join(dir, 'var');
-  const journal = join(stateDir, 'watchdog.jsonl');
   await startWatchdog(t, config, stateDir, journal);
   await waitForJournal(journal, (es) => es.some((e) => e.event === 'hold' && e.process === 'broken'), 15_000, 'hold');
 

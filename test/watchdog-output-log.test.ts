@@ -19,7 +19,7 @@ import { bytesBeforeRotation, OutputLog } from '../src/watchdog/output-log.js';
 import { requestStatus } from '../src/watchdog/watchdog.js';
 import { cliPath } from './helpers/paths.js';
 import { run } from './helpers/process.js';
-import { alive, startWatchdog, waitForJournal, waitUntil, watchdogDir, writeConfig } from './helpers/watchdog.js';
+import { alive, startWatchdog, waitForJournal, waitUntil, watchdogApp, watchdogDir } from './helpers/watchdog.js';
 
 const rotateBytes = 4096;
 const lineFill = 'x'.repeat(30);
@@ -52,21 +52,16 @@ function assertConsecutive(numbers: readonly number[], what: string): void {
 const cli = (...args: string[]): ReturnType<typeof run> => run(process.execPath, [cliPath, ...args]);
 
 test('after a rotation new output lands in the current log; rotated files keep their size bound; no line lost', async (t) => {
-  const dir = watchdogDir(t);
-  const config = writeConfig(
-    dir,
-    `
-journal: ./var/watchdog.jsonl
-checkIntervalMs: 50
-ladder: [restart-failed]
+  const { config, stateDir, journal } = watchdogApp(
+    t,
+    `ladder: [restart-failed]
 outputRotate: { maxBytes: ${rotateBytes}, keep: 3 }
 processes:
   - { name: talker, command: ${talker(2, 10)}, ready: { stdout: "^ready$" } }
 `,
   );
-  const stateDir = join(dir, 'var');
   const log = join(stateDir, 'logs', 'talker.log');
-  await startWatchdog(t, config, stateDir, join(stateDir, 'watchdog.jsonl'));
+  await startWatchdog(t, config, stateDir, journal);
   await waitUntil(() => existsSync(`${log}.1`), 10_000, 'a first rotation');
 
   // Between two rotations (same .log.1 inode before and after), the rotated file does not
@@ -96,19 +91,13 @@ processes:
 });
 
 test('a process printing through its watchdog\'s SIGKILL lives on; the next watchdog adopts it and the log misses no line', async (t) => {
-  const dir = watchdogDir(t);
-  const config = writeConfig(
-    dir,
-    `
-journal: ./var/watchdog.jsonl
-checkIntervalMs: 50
-ladder: [restart-failed]
+  const { config, stateDir, journal } = watchdogApp(
+    t,
+    `ladder: [restart-failed]
 processes:
   - { name: talker, command: ${talker(1, 5)}, ready: { stdout: "^ready$" } }
 `,
   );
-  const stateDir = join(dir, 'var');
-  const journal = join(stateDir, 'watchdog.jsonl');
   const log = join(stateDir, 'logs', 'talker.log');
   const first = await startWatchdog(t, config, stateDir, journal);
   const pid = (await requestStatus(stateDir)).supervisor.processes[0]!.pid!;

@@ -10,29 +10,24 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { statePaths } from '../src/watchdog/state.js';
 import { requestStatus } from '../src/watchdog/watchdog.js';
-import { serviceCommand, startWatchdog, watchdogDir, writeConfig } from './helpers/watchdog.js';
+import { serviceCommand, startWatchdog, watchdogApp } from './helpers/watchdog.js';
 
 function modeOf(path: string): number {
   return statSync(path).mode & 0o777;
 }
 
 test('under umask 000 the state folder is created 0700 and the control socket is 0600', async (t) => {
-  const dir = watchdogDir(t);
-  const config = writeConfig(
-    dir,
-    `
-journal: ./var/watchdog.jsonl
-checkIntervalMs: 50
-ladder: [restart-failed]
+  const { config, stateDir, journal } = watchdogApp(
+    t,
+    `ladder: [restart-failed]
 processes:
   - { name: a, command: ${serviceCommand('a')}, ready: { stdout: "^ready a" } }
 `,
   );
-  const stateDir = join(dir, 'var');
   const before = process.umask(0);
   let w;
   try {
-    w = startWatchdog(t, config, stateDir, join(stateDir, 'watchdog.jsonl'));
+    w = startWatchdog(t, config, stateDir, journal);
   } finally {
     process.umask(before);
   }

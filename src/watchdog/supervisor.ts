@@ -711,7 +711,6 @@ export class Supervisor {
     let output: OutputLog;
     try {
       output = this.outputOf(m);
-      await output.reopen();
     } catch (err) {
       m.handle = undefined;
       this.markFailed(m, 'fail', messageOf(err));
@@ -720,6 +719,9 @@ export class Supervisor {
     // What the ended instance left in the pipe is its output, not the new one's ready line.
     output.drainPending();
     const readyLine = m.ready !== undefined && 'stdout' in m.ready ? output.expectLine(m.ready.stdout) : undefined;
+    // The log file is opened afresh alongside the start, off the restart's path (waitReady
+    // fails the start if it cannot be).
+    const logOpen = output.reopen();
     let handle: ProcHandle;
     const spare = m.spare;
     m.spare = undefined;
@@ -731,6 +733,7 @@ export class Supervisor {
         handle = await spawnProcess({ command: m.spec.command, cwd: m.cwd, env: m.env, onSpawned: this.onSpawned }, output.childFd());
       } catch (err) {
         readyLine?.cancel(err);
+        logOpen.catch(() => undefined);
         m.handle = undefined;
         this.markFailed(m, 'fail', messageOf(err));
         return false;
@@ -742,7 +745,7 @@ export class Supervisor {
     handle.onExit((info) => this.onExit(m, generation, info));
     this.write({ ...ctx, event: 'start', process: m.name, pid: handle.pid, cause, detail: { spare: spare !== undefined && handle.pid === spare.pid } });
     this.onChange();
-    const failure = await this.waitReady(m, handle, readyLine);
+    const failure = await this.waitReady(m, handle, readyLine, logOpen);
     if (generation !== m.generation) return false;
     if (failure !== null) {
       if (m.state === 'starting') this.markFailed(m, 'fail', failure);
@@ -794,11 +797,21 @@ export class Supervisor {
     }
   }
 
-  /** Resolves null once ready, or the reason it never got there. */
-  private async waitReady(m: Member, handle: ProcHandle, readyLine: LineWait | undefined): Promise<string | null> {
+  /**
+   * Resolves null once ready and its output log open, or the reason it never got there (an
+   * output log that cannot be opened fails the start, at once).
+   */
+  private async waitReady(m: Member, handle: ProcHandle, readyLine: LineWait | undefined, logOpen: Promise<void>): Promise<string | null> {
+    const logFailure = logOpen.then(
+      () => null,
+      (err: unknown) => messageOf(err),
+    );
     const ready = m.ready;
-    if (!ready) return handle.exited ? handle.exitInfo!.cause : null;
+    if (!ready) return handle.exited ? handle.exitInfo!.cause : await logFailure;
     const controller = new AbortController();
+    void logFailure.then((failure) => {
+      if (failure !== null) controller.abort(new Error(failure));
+    });
     const timeoutMs = m.spec.readyTimeoutMs;
     const timer = setTimeout(() => controller.abort(new Error(`not ready within ${timeoutMs} ms (${ready.describe})`)), timeoutMs);
     const onShutdown = (): void => controller.abort(new Error('the watchdog is stopping'));
@@ -822,7 +835,7 @@ export class Supervisor {
           }
         }
       }
-      return handle.exited ? handle.exitInfo!.cause : null;
+      return handle.exited ? handle.exitInfo!.cause : await logFailure;
     } catch (err) {
       return handle.exited ? handle.exitInfo!.cause : messageOf(err);
     } finally {

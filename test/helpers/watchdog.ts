@@ -44,6 +44,24 @@ export function watchdogDir(t: Pick<TestContext, 'after'>): string {
   return dir;
 }
 
+export interface WatchdogApp {
+  dir: string;
+  config: string;
+  stateDir: string;
+  journal: string;
+}
+
+/**
+ * A temp folder (see watchdogDir) with a config: `journal: ./var/watchdog.jsonl` (so the state
+ * folder is ./var) and `checkIntervalMs: 50`, then `yaml`.
+ */
+export function watchdogApp(t: Pick<TestContext, 'after'>, yaml: string): WatchdogApp {
+  const dir = watchdogDir(t);
+  const config = writeConfig(dir, `journal: ./var/watchdog.jsonl\ncheckIntervalMs: 50\n${yaml}`);
+  const stateDir = join(dir, 'var');
+  return { dir, config, stateDir, journal: join(stateDir, 'watchdog.jsonl') };
+}
+
 export interface RunningWatchdog {
   proc: Spawned;
   config: string;

@@ -6,7 +6,7 @@ import { configFlags, formatTable, locate, parseSince, failWith } from '../../wa
 export default class WatchdogJournal extends Command {
   static override summary = 'Read the restart/shutdown journal (rotated files included, oldest first).';
 
-  static override description = `Every start, ready, exit, fail, stop, kill, restart, escalate, notify, hold and resolved
+  static override description = `Every start, ready, exit, fail, stop, kill, restart, escalate, notify, hold, resolved and resolve
 event, with its process, pid, cause, rung and incident id. The format is in src/watchdog/FORMATS.md.`;
 
   static override examples = [
