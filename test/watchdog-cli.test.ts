@@ -1,5 +1,5 @@
 /**
- * The four commands as a user runs them: status (table and --json), journal (filters, --json),
+ * The commands as a user runs them: status (table and --json), journal (filters, --json),
  * stop (progress in reverse order; also with no watchdog running), and --help with examples.
  */
 import { test } from 'node:test';
@@ -119,7 +119,7 @@ processes:
 });
 
 test('every watchdog command has --help with examples', async () => {
-  for (const command of ['run', 'status', 'journal', 'stop']) {
+  for (const command of ['run', 'status', 'journal', 'restart', 'stop']) {
     const r = await cli('watchdog', command, '--help');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /EXAMPLES/, command);
