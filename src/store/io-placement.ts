@@ -15,6 +15,8 @@
  * | longer than that                                     | threadpool                     |
  * | a synchronous call took longer than stallMs          | threadpool for the next holdMs |
  * | holdMs over                                          | event loop again (a new probe) |
+ * | a send from the file (sendfile), no recent stall     | event loop, any size; it stalls |
+ * |                                                      | past stallMs per syncReadBytesMax |
  *
  * Large reads go to the threadpool sooner than writes: a large read is two copies (page cache
  * to buffer, buffer to socket) that then run on two cores; a large write's receive copy already
