@@ -16,7 +16,9 @@
  *   gathered in a 32-byte scratch buffer) -> dispatch(): validate, call the device ->
  *   a synchronous completion is answered at once into the ReplyWriter; an asynchronous one
  *   (a Promise) is answered when it settles, so replies go out of order when that is faster ->
- *   at the end of the chunk every queued reply leaves in one corked write.
+ *   at the end of the chunk every queued reply leaves in one corked write. A READ of
+ *   fileReplyBytesMin or more whose range the store holds in the page cache is queued as a
+ *   header + file span instead, and the writer sends the data with sendfile (README "Sending").
  *
  * Back-pressure: when unanswered requests reach inflightRequestsMax, their buffers reach
  * inflightBytesMax, or the socket holds more unsent reply bytes than inflightBytesMax (a slow
