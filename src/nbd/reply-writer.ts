@@ -30,6 +30,7 @@
  * Later batches queue behind a waiting file reply in `pending`, so the wire order is the order
  * of the calls.
  */
+import assert from 'node:assert/strict';
 import { readSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import type { FileSpan } from '../store/block-device.js';
@@ -149,6 +150,8 @@ export class ReplyWriter {
    * them at the returned position before the next flush), followed on the wire by `span`.
    */
   pushFile(headBytes: number, span: FileSpan): { buffer: Buffer; at: number } {
+    assert.ok(this.sendFile, 'a file reply on a connection that cannot send files');
+    assert.ok(span.lengthBytes > 0 && headBytes > 0, 'an empty file reply');
     this.cutSmallSegment();
     const target = this.reserve(headBytes);
     this.segmentStart = this.smallUsed; // the head belongs to the file reply, not to a small segment
