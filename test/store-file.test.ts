@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { statSync, writeFileSync, chmodSync } from 'node:fs';
+import { statSync, writeFileSync, chmodSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileStore } from '../src/store/file-store.js';
+import { ErrorFilter } from '../src/store/error-filter.js';
 import { sparseNative } from '../src/store/sparse-native.js';
-import { extentHoleFlag, extentZeroFlag, StoreError } from '../src/store/block-device.js';
+import { extentHoleFlag, extentZeroFlag, StoreError, type BlockDevice } from '../src/store/block-device.js';
 import { tempDir } from './helpers/tmp.js';
 
 const MiB = 1024 * 1024;
@@ -120,4 +121,29 @@ test('file store: flush and FUA share fdatasync calls when they overlap (group c
   assert.ok(used >= 1 && used <= 2, `20 overlapping flushes used ${used} fdatasync calls`);
   await store.flush();
   assert.equal(store.syncCount - before, used + 1, 'a flush after the others gets its own fdatasync');
+});
+
+test('file store: offers a file span for cached data (its bytes are the data), none in async mode, after close, or through a filter', async (t) => {
+  const path = join(tempDir(t), 'disk.img');
+  const store = FileStore.open({ path, sizeBytes: 8 * MiB });
+  const data = randomBytes(2 * MiB);
+  store.write([data], MiB, false);
+  const span = store.fileSpan(MiB + 100, MiB);
+  if (sparseNative) {
+    assert.ok(span, 'freshly written data is in the page cache');
+    assert.equal(span.offsetBytes, MiB + 100);
+    assert.equal(span.lengthBytes, MiB);
+    const bytes = Buffer.alloc(MiB);
+    assert.equal(readSync(span.fd, bytes, 0, MiB, span.offsetBytes), MiB);
+    assert.ok(bytes.equals(data.subarray(100, 100 + MiB)));
+  } else {
+    assert.equal(span, null, 'no native helper: no sendfile');
+  }
+  const filtered: BlockDevice = new ErrorFilter(store, { rate: 0 });
+  assert.equal(filtered.fileSpan, undefined, 'filters do not forward spans');
+  await store.close();
+  assert.equal(store.fileSpan(MiB, MiB), null, 'a closed store offers nothing');
+  const async = FileStore.open({ path, ioMode: 'async' });
+  assert.equal(async.fileSpan(MiB, MiB), null, "'async' mode keeps every read off the event loop");
+  await async.close();
 });

@@ -32,3 +32,22 @@ test('io placement: forced modes ignore size and stalls', () => {
   assert.equal(async.writesSync(1), false);
   assert.equal(async.readsSync(1), false);
 });
+
+test('io placement: a send from the file may take stallMs per syncReadBytesMax before it counts as a stall', () => {
+  let nowMs = 1000;
+  const placement = new IoPlacement('auto', { stallMs: 2, holdMs: 1000, syncWriteBytesMax: 4096, syncReadBytesMax: 1024, now: () => nowMs });
+  assert.equal(placement.sendsSync(), true, 'no size limit on sends');
+  let started = placement.started();
+  nowMs += 7.5;
+  placement.finishedSend(started, 4 * 1024);
+  assert.equal(placement.stalls, 0, '4x syncReadBytesMax in 7.5 ms (8 ms allowed) is no stall');
+  started = placement.started();
+  nowMs += 3;
+  placement.finishedSend(started, 100);
+  assert.equal(placement.stalls, 1, 'a small send gets stallMs, not less');
+  assert.equal(placement.sendsSync(), false, 'after a stall: no sends from the event loop for holdMs');
+  nowMs += 1001;
+  assert.equal(placement.sendsSync(), true);
+  assert.equal(new IoPlacement('async').sendsSync(), false);
+  assert.equal(new IoPlacement('sync').sendsSync(), true);
+});

@@ -14,6 +14,7 @@ import { ExportTable, type NbdExport } from './exports.js';
 import { Handshake, HandshakeError, type TlsSettings } from './handshake.js';
 import { defaultLimits, type NbdLimits } from './limits.js';
 import { ConnectionClosedError } from './stream-reader.js';
+import type { FileSender } from './reply-writer.js';
 import { Transmission, receiveBufferBytes, type TransmissionStats } from './transmission.js';
 
 export interface ListenAddress {
@@ -46,7 +47,7 @@ const refusedConnectionsMax = 16;
 export class NbdServer {
   readonly exports: ExportTable;
   readonly limits: NbdLimits;
-  readonly stats: TransmissionStats = { requests: 0, readBytes: 0, writtenBytes: 0, errors: 0 };
+  readonly stats: TransmissionStats = { requests: 0, readBytes: 0, writtenBytes: 0, errors: 0, fileReplies: 0, fileReplyWaits: 0 };
   private readonly pool: BufferPool;
   private readonly busyPoll: BusyPoll;
   private readonly listeners: Server[] = [];
@@ -145,7 +146,17 @@ export class NbdServer {
         if (!direct && negotiated.stream.destroyed) return; // the client left meanwhile
         let transmission: Transmission;
         if (direct) {
-          transmission = new Transmission({ ...negotiated, stream: direct.socket }, this.pool, this.limits, this.stats, log, this.busyPoll, 'direct', direct.receiveBuffer);
+          transmission = new Transmission(
+            { ...negotiated, stream: direct.socket },
+            this.pool,
+            this.limits,
+            this.stats,
+            log,
+            this.busyPoll,
+            'direct',
+            direct.receiveBuffer,
+            direct.sendFile,
+          );
           direct.attach(transmission);
         } else {
           negotiated.stream.resume();
@@ -179,7 +190,7 @@ export class NbdServer {
   private async directReadSocket(
     socket: Socket,
     log: Logger,
-  ): Promise<{ socket: Socket; receiveBuffer: Buffer; attach: (t: Transmission) => void } | null> {
+  ): Promise<{ socket: Socket; receiveBuffer: Buffer; sendFile: FileSender; attach: (t: Transmission) => void } | null> {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (!sparseNative || typeof fd !== 'number' || fd < 0) return null;
     // The handshake's last replies must have left before its socket object is released.
@@ -222,7 +233,9 @@ export class NbdServer {
       this.connections.delete(direct);
       this.admittedCount -= 1;
     });
-    return { socket: direct, receiveBuffer, attach: (t) => (target = t) };
+    const native = sparseNative;
+    const sendFile: FileSender = (head, fd, offsetBytes, lengthBytes) => native.sendFile(duplicate, head, fd, offsetBytes, lengthBytes);
+    return { socket: direct, receiveBuffer, sendFile, attach: (t) => (target = t) };
   }
 
   /**

@@ -16,7 +16,9 @@
  *   gathered in a 32-byte scratch buffer) -> dispatch(): validate, call the device ->
  *   a synchronous completion is answered at once into the ReplyWriter; an asynchronous one
  *   (a Promise) is answered when it settles, so replies go out of order when that is faster ->
- *   at the end of the chunk every queued reply leaves in one corked write.
+ *   at the end of the chunk every queued reply leaves in one corked write. A READ of
+ *   fileReplyBytesMin or more whose range the store holds in the page cache is queued as a
+ *   header + file span instead, and the writer sends the data with sendfile (README "Sending").
  *
  * Back-pressure: when unanswered requests reach inflightRequestsMax, their buffers reach
  * inflightBytesMax, or the socket holds more unsent reply bytes than inflightBytesMax (a slow
@@ -29,8 +31,9 @@
  */
 import assert from 'node:assert/strict';
 import type { Duplex } from 'node:stream';
-import { StoreError, type BlockDevice, type Extent } from '../store/block-device.js';
+import { StoreError, type BlockDevice, type Extent, type FileSpan } from '../store/block-device.js';
 import type { Logger } from '../util/log.js';
+import { messageOf } from '../util/errors.js';
 import { headroomBytes, type BufferPool } from './buffer-pool.js';
 import type { Negotiated } from './handshake.js';
 import type { NbdLimits } from './limits.js';
@@ -48,7 +51,7 @@ import {
   simpleReplyHeaderBytes,
 } from './protocol.js';
 import type { BusyPoll } from './busy-poll.js';
-import { ReplyWriter } from './reply-writer.js';
+import { ReplyWriter, type FileReplyStats, type FileSender } from './reply-writer.js';
 import {
   blockStatusPayloadBytes,
   chunkHeaderBytes,
@@ -61,11 +64,18 @@ import {
   writeChunkHeader,
   writeErrorChunk,
   writeSimpleReplyHeader,
+  writeU64,
   type RequestHeader,
 } from './wire.js';
 
 /** A WRITE payload with at least this many bytes still to come is read straight into its buffer. */
 const directReadBytesMin = 32 * 1024;
+/**
+ * A READ of at least this many bytes is sent straight from the store's file when the store
+ * offers a span and the connection can (README "Sending"); smaller ones are read into memory,
+ * where many replies share one writev.
+ */
+export const fileReplyBytesMin = 64 * 1024;
 /** Size of each connection's reusable receive buffer in direct mode. */
 export const receiveBufferBytes = 64 * 1024;
 
@@ -78,7 +88,7 @@ const blockStatusPayloadBytesMax = 8 + 4 * 64;
 const compactExtentBytesMax = 0xffff_fe00;
 
 /** Counters a connection adds to (shared per server for metrics). */
-export interface TransmissionStats {
+export interface TransmissionStats extends FileReplyStats {
   requests: number;
   readBytes: number;
   writtenBytes: number;
@@ -136,6 +146,7 @@ export class Transmission {
   /**
    * In 'direct' mode the caller has created the socket with `onread` calling `readBuffer()` and
    * `onDirectRead()`, and `receiveBuffer` is the buffer it reads into between payloads.
+   * `sendFile` (plain sockets with the native helper) lets large reads go from file to socket.
    */
   constructor(
     negotiated: Negotiated,
@@ -146,6 +157,7 @@ export class Transmission {
     private readonly busyPoll: BusyPoll,
     mode: InputMode = 'events',
     private readonly receiveBuffer: Buffer | null = null,
+    sendFile: FileSender | null = null,
   ) {
     assert.ok(mode === 'events' || receiveBuffer !== null, 'direct mode needs a receive buffer');
     this.copyPayloads = mode === 'direct';
@@ -158,7 +170,12 @@ export class Transmission {
     this.blockStatusPayloadOn = (negotiated.transmissionFlags & TxFlag.blockStatusPayload) !== 0;
     this.headerBytes = this.extended ? extendedRequestHeaderBytes : requestHeaderBytes;
     this.payloadBytesMax = this.extended ? limits.extendedPayloadBytesMax : limits.payloadBytesMax;
-    this.writer = new ReplyWriter(this.stream, pool);
+    this.writer = new ReplyWriter(this.stream, pool, {
+      sendFile,
+      stats,
+      onSent: () => this.maybeResume(),
+      onFileError: (err) => this.log.warn({ err: messageOf(err) }, 'a read failed after its reply began: closing the connection'),
+    });
     if (mode === 'events') this.stream.on('data', (chunk: Buffer) => this.onData(chunk));
     this.stream.on('drain', () => this.maybeResume());
     this.stream.on('close', () => this.onClose());
@@ -507,6 +524,13 @@ export class Transmission {
   private startRead(h: RequestHeader): void {
     const lengthBytes = h.lengthBytes;
     if (lengthBytes === 0) return this.replyOk(h);
+    if (lengthBytes >= fileReplyBytesMin && this.writer.sendsFiles) {
+      const span = this.device.fileSpan?.(h.offsetBytes, lengthBytes) ?? null;
+      if (span) {
+        this.stats.readBytes += lengthBytes;
+        return this.sendFileReply(h, span);
+      }
+    }
     const buffer = this.pool.take(lengthBytes);
     const data = buffer.subarray(headroomBytes, headroomBytes + lengthBytes);
     this.stats.readBytes += lengthBytes;
@@ -560,6 +584,20 @@ export class Transmission {
     buffer.writeUInt32BE(h.offsetBytes % 0x1_0000_0000 >>> 0, p + 4);
     assert.equal(p + offsetDataPrefixBytes, headroomBytes);
     this.writer.pushOwned(buffer, start, dataEnd);
+  }
+
+  /** A read reply whose data the writer sends straight from the file: only the header is ours. */
+  private sendFileReply(h: RequestHeader, span: FileSpan): void {
+    if (!this.structured) {
+      const { buffer, at } = this.writer.pushFile(simpleReplyHeaderBytes, span);
+      writeSimpleReplyHeader(buffer, at, 0, h);
+      return;
+    }
+    const prefixBytes = chunkHeaderBytes(this.extended) + offsetDataPrefixBytes;
+    const { buffer, at } = this.writer.pushFile(prefixBytes, span);
+    const p = writeChunkHeader(buffer, at, this.extended, replyFlagDone, Chunk.offsetData, h, offsetDataPrefixBytes + h.lengthBytes);
+    writeU64(buffer, p, h.offsetBytes);
+    assert.equal(p + offsetDataPrefixBytes, at + prefixBytes);
   }
 
   private startBlockStatus(h: RequestHeader, effectBytes: number, wantsOurs: boolean): void {
@@ -659,7 +697,6 @@ export class Transmission {
   /** Once nothing is in flight: send what is queued, then close (we read nothing more). */
   private closeWhenIdle(): void {
     if (this.inflightRequests > 0 || this.closed) return;
-    this.writer.close();
-    this.stream.end(() => this.stream.destroy());
+    this.writer.close(() => this.stream.end(() => this.stream.destroy()));
   }
 }

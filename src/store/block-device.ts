@@ -50,6 +50,24 @@ export interface ZeroOptions {
   fua: boolean;
 }
 
+/**
+ * Where a read's bytes lie in a file, so a caller can send them to a socket straight from the
+ * page cache (sendfile) instead of reading them into memory first. Only a layer that returns the
+ * file's bytes unchanged offers one (FileStore); filters do not forward it, so a filter that
+ * changes reads (errors, delays, encryption...) is never bypassed.
+ */
+export interface FileSpan {
+  /** Open file descriptor holding the bytes. */
+  readonly fd: number;
+  /** Where the range starts in that file. */
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+  /** Clock (ms) to time the send with; pass the start to `finished`. */
+  started(): number;
+  /** Reports how long the send took: a slow one means the disk answered, not the page cache. */
+  finished(startedMs: number): void;
+}
+
 export interface BlockDevice {
   /** Size of the device in bytes; fixed for the life of the object. */
   readonly sizeBytes: number;
@@ -67,6 +85,14 @@ export interface BlockDevice {
 
   /** Fills `buffer` (its whole length) with the bytes at `offsetBytes`. */
   read(buffer: Uint8Array, offsetBytes: number): MaybePromise<void>;
+  /**
+   * Optional: the file span holding [offsetBytes, offsetBytes + lengthBytes), when the bytes can
+   * be sent from the file right now (null: use `read`). The bytes that go out are the file's
+   * bytes when the span is sent, not when it was asked for: the caller sends spans in order with
+   * its other replies, so only a write concurrent with the read (both in flight) can show
+   * through, which NBD leaves undefined anyway. The device must stay open until then.
+   */
+  fileSpan?(offsetBytes: number, lengthBytes: number): FileSpan | null;
   /** Writes the pieces of `data`, back to back, at `offsetBytes`; durable before completion when `fua`. */
   write(data: WriteData, offsetBytes: number, fua: boolean): MaybePromise<void>;
   /** Makes every completed write durable. */

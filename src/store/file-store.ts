@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import {
   type BlockDevice,
   type Extent,
+  type FileSpan,
   type MaybePromise,
   type WriteData,
   type ZeroOptions,
@@ -60,6 +61,8 @@ export class FileStore implements BlockDevice {
   /** Where reads and writes run; its `stalls` count is exposed for tests and metrics. */
   readonly placement: IoPlacement;
   private closed = false;
+  /** Whether the kernel tells page-cache residency (cachestat); cleared at the first "cannot tell". */
+  private cacheKnown = true;
 
   /** Opens (or creates, sparse) the file. Throws StoreError with a one-line reason. */
   static open(options: FileStoreOptions): FileStore {
@@ -141,6 +144,24 @@ export class FileStore implements BlockDevice {
       }
       done += n;
     }
+  }
+
+  /**
+   * The file itself holds the bytes. A span is offered only when sending it cannot wait for the
+   * disk: every page of the range is in the page cache (cachestat). A kernel that cannot tell
+   * (before 6.5) gets spans while sends have been fast, with the placement's stall rule.
+   * A range not in the cache is left to `read` (the threadpool, for large reads).
+   */
+  fileSpan(offsetBytes: number, lengthBytes: number): FileSpan | null {
+    checkRange(this, offsetBytes, lengthBytes);
+    if (this.closed || !sparseNative || this.placement.mode === 'async') return null;
+    if (this.cacheKnown) {
+      const cached = sparseNative.isCached(this.fd, offsetBytes, lengthBytes);
+      if (cached !== null) return cached ? new StoreFileSpan(this.fd, offsetBytes, lengthBytes, null) : null;
+      this.cacheKnown = false;
+    }
+    if (!this.placement.sendsSync()) return null;
+    return new StoreFileSpan(this.fd, offsetBytes, lengthBytes, this.placement);
   }
 
   write(data: WriteData, offsetBytes: number, fua: boolean): MaybePromise<void> {
@@ -293,6 +314,27 @@ export class FileStore implements BlockDevice {
     if (this.readOnly) throw new StoreError('EPERM', 'store is read-only');
     const failure = this.batcher.failed;
     if (failure) throw failure;
+  }
+}
+
+/**
+ * A span of the store's file. Without a page-cache check its send is timed by the store's
+ * placement (a stall moves reads to the threadpool for a while); with one, it is not timed.
+ */
+class StoreFileSpan implements FileSpan {
+  constructor(
+    readonly fd: number,
+    readonly offsetBytes: number,
+    readonly lengthBytes: number,
+    private readonly placement: IoPlacement | null,
+  ) {}
+
+  started(): number {
+    return this.placement ? this.placement.started() : 0;
+  }
+
+  finished(startedMs: number): void {
+    this.placement?.finishedSend(startedMs, this.lengthBytes);
   }
 }
 

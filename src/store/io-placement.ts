@@ -15,6 +15,8 @@
  * | longer than that                                     | threadpool                     |
  * | a synchronous call took longer than stallMs          | threadpool for the next holdMs |
  * | holdMs over                                          | event loop again (a new probe) |
+ * | a send from the file (sendfile), no recent stall     | event loop, any size; it stalls |
+ * |                                                      | past stallMs per syncReadBytesMax |
  *
  * Large reads go to the threadpool sooner than writes: a large read is two copies (page cache
  * to buffer, buffer to socket) that then run on two cores; a large write's receive copy already
@@ -63,6 +65,25 @@ export class IoPlacement {
     return this.runsSync(lengthBytes, this.options.syncReadBytesMax);
   }
 
+  /**
+   * True when a read may be sent straight from the file on the event loop now (sendfile: no copy
+   * through our memory, so no size limit; only the stall rule and the mode apply).
+   */
+  sendsSync(): boolean {
+    if (this.mode !== 'auto') return this.mode === 'sync';
+    return this.options.now() >= this.asyncUntilMs;
+  }
+
+  /**
+   * Records how long sending `lengthBytes` from the file took. A send also pushes the bytes
+   * through the socket (on loopback, through the receiver's TCP stack too), so it is allowed
+   * `stallMs` per `syncReadBytesMax` before it counts as a stall.
+   */
+  finishedSend(startedMs: number, lengthBytes: number): void {
+    const allowedMs = this.options.stallMs * Math.max(1, lengthBytes / this.options.syncReadBytesMax);
+    this.finishedWithin(startedMs, allowedMs);
+  }
+
   /** True when a write of `lengthBytes` should run synchronously now. */
   writesSync(lengthBytes: number): boolean {
     return this.runsSync(lengthBytes, this.options.syncWriteBytesMax);
@@ -80,8 +101,12 @@ export class IoPlacement {
 
   /** Records how long a synchronous call took; a stall moves calls to the threadpool for a while. */
   finished(startedMs: number): void {
+    this.finishedWithin(startedMs, this.options.stallMs);
+  }
+
+  private finishedWithin(startedMs: number, allowedMs: number): void {
     const nowMs = this.options.now();
-    if (nowMs - startedMs > this.options.stallMs) {
+    if (nowMs - startedMs > allowedMs) {
       this.stalls += 1;
       this.asyncUntilMs = nowMs + this.options.holdMs;
     }

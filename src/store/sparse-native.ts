@@ -1,7 +1,8 @@
 /**
- * Loader for native/sparse.c (hole punching, zero ranges, SEEK_DATA/SEEK_HOLE), built by
- * node-gyp during `npm install`. When the addon is missing (no compiler) the file store falls
- * back to writing zeros and reporting all data; `sparseNative` is then null.
+ * Loader for native/sparse.c (hole punching, zero ranges, SEEK_DATA/SEEK_HOLE, page-cache
+ * residency, sendfile), built by node-gyp during `npm install`. When the addon is missing (no
+ * compiler) the file store falls back to writing zeros and reporting all data, and read replies
+ * are always copied through memory; `sparseNative` is then null.
  */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -16,6 +17,17 @@ export interface SparseNative {
   seekHole(fd: number, offsetBytes: number): number;
   /** dup(2) with close-on-exec: a second descriptor for the same open socket or file. */
   dupFd(fd: number): number;
+  /**
+   * Whether every page of the range is in the page cache (cachestat, Linux 6.5+); null when the
+   * kernel cannot tell.
+   */
+  isCached(fd: number, offsetBytes: number, lengthBytes: number): boolean | null;
+  /**
+   * Sends `head`, then `lengthBytes` of file `fileFd` from `offsetBytes` (sendfile), to the
+   * non-blocking socket `socketFd`; returns the bytes sent (head included), fewer when the
+   * socket is full or the file ends. Throws (code = errno name) on other errors.
+   */
+  sendFile(socketFd: number, head: Uint8Array, fileFd: number, offsetBytes: number, lengthBytes: number): number;
 }
 
 function load(): SparseNative | null {
