@@ -9,6 +9,8 @@ try {
 } catch (err) {
   const exitCode = err?.oclif?.exit;
   if (exitCode === 0) process.exit(0);
+  // this.exit(N): the command has already said why; oclif's "EEXIT: N" is not a reason.
+  if (err?.code === 'EEXIT' && typeof exitCode === 'number') process.exit(exitCode);
   const noise = /^(the following errors? occurred:|see more help with --help)$/i;
   const message = String(err?.message ?? err)
     .split('\n')

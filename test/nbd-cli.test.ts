@@ -2,7 +2,7 @@
 // SIGINT exit 0 with the data in the store, and every startup failure exits non-zero with one
 // stderr line "mirrorbox: <reason>"; --help shows examples.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -76,10 +76,16 @@ test('a bad flag or flag value exits non-zero with one "mirrorbox:" line', async
   await expectServeFailure(['--store', store, '--tls-required', '--listen', '127.0.0.1:0'], /--tls-cert/);
 });
 
-test('a store folder that cannot be created exits non-zero with one "mirrorbox:" line', async (t) => {
+test('a missing store folder exits non-zero with one "mirrorbox:" line unless --mkdir; --mkdir creates it', async (t) => {
   const dir = tempDir(t);
+  const nested = join(dir, 'no', 'such', 'disk.img');
+  await expectServeFailure(['--store', nested, '--listen', '127.0.0.1:0'], /folder .*no.*such.* does not exist.*--mkdir/);
+  assert.equal(existsSync(join(dir, 'no')), false, 'nothing created without --mkdir');
   writeFileSync(join(dir, 'a-file'), 'not a folder');
-  await expectServeFailure(['--store', join(dir, 'a-file', 'sub', 'disk.img'), '--listen', '127.0.0.1:0'], /not a directory|ENOTDIR/i);
+  await expectServeFailure(['--mkdir', '--store', join(dir, 'a-file', 'sub', 'disk.img'), '--listen', '127.0.0.1:0'], /not a directory|ENOTDIR/i);
+  const server = await startServer(t, { store: nested, size: '1M', args: ['--mkdir'] });
+  assert.equal(statSync(nested).size, MiB);
+  assert.equal(JSON.parse(await runOk('nbdinfo', ['--json', server.uri])).exports[0]['export-size'], MiB);
 });
 
 /** Runs as an unprivileged user when the tests run as root (root may write any file). */

@@ -86,6 +86,7 @@ processes:
   const down = await cli('watchdog', 'status', '-c', config);
   assert.equal(down.code, 3, 'status exits 3 when no watchdog runs');
   assert.match(down.stderr, /watchdog not running \(state folder .*; last watchdog pid \d+, stopped\)/);
+  assert.doesNotMatch(down.stderr, /EEXIT/, 'the reason is said once, with no oclif exit noise');
   const downJson = JSON.parse((await cli('watchdog', 'status', '-c', config, '--json')).stdout) as { running: boolean; processes: { alive: boolean }[] };
   assert.equal(downJson.running, false);
   assert.ok(downJson.processes.every((p) => !p.alive));

@@ -49,7 +49,7 @@ test('the appliance config (appliance/watchdog.yaml) is valid and runs the NBD s
   assert.equal(c.journal, join(repoRoot, 'var', 'watchdog', 'journal.jsonl'));
   const store = c.processes[0]!;
   assert.equal(store.name, 'store');
-  assert.deepEqual(store.command, ['node', 'bin/run.js', 'serve', '--store', './var/disk0.img', '--size', '1G']);
+  assert.deepEqual(store.command, ['node', 'bin/run.js', 'serve', '--mkdir', '--store', './var/disk0.img', '--size', '1G']);
   assert.deepEqual(store.ready, { nbd: 'nbd://127.0.0.1:10809' });
   assert.equal(store.stop.signal, 'SIGTERM');
 });

@@ -18,14 +18,14 @@ export default class Serve extends Command {
 
   static override description = `Exports one or more sparse-file stores over the NBD protocol (fixed newstyle, structured
 replies, base:allocation block status, extended headers, STARTTLS). A missing store is created
-sparse at --size. Prints one line "listening on <uri> (exports: ...)" on stdout when ready;
+sparse at --size (its folder must exist, unless --mkdir is given). Prints one line "listening on <uri> (exports: ...)" on stdout when ready;
 SIGTERM or SIGINT stops it cleanly after finishing requests in flight and flushing the stores.
 
 Fault injection for rehearsals: --error-rate/--error-trigger/--error-ops make chosen operations
 fail with EIO; --delay-*-ms slow them down.`;
 
   static override examples = [
-    '<%= config.bin %> serve --store ./var/disk0.img --size 1G',
+    '<%= config.bin %> serve --store ./var/disk0.img --size 1G --mkdir',
     '<%= config.bin %> serve --store ./var/disk0.img --export disk0 --listen 0.0.0.0:10809',
     '<%= config.bin %> serve --export a=./var/a.img:10G --export b=./var/b.img:512M --socket /run/mirrorbox.sock',
     '<%= config.bin %> serve --store ./var/base.img --read-only',
@@ -44,6 +44,7 @@ fail with EIO; --delay-*-ms slow them down.`;
     listen: Flags.string({ description: 'TCP address to listen on, HOST:PORT (port 0 picks a free port).', default: defaultListen }),
     socket: Flags.string({ description: 'Also (or, with --no-tcp, only) listen on this Unix socket.' }),
     'no-tcp': Flags.boolean({ description: 'Do not listen on TCP (use with --socket).', default: false }),
+    mkdir: Flags.boolean({ description: 'Create missing folders above a new store (without it, a missing folder is an error: a typo must not put a new image on the wrong disk).', default: false }),
     'read-only': Flags.boolean({ description: 'Refuse writes (EPERM).', default: false }),
     'tls-cert': Flags.string({ description: 'X.509 certificate (PEM) for STARTTLS.', dependsOn: ['tls-key'] }),
     'tls-key': Flags.string({ description: 'Private key (PEM) for the certificate.', dependsOn: ['tls-cert'] }),
@@ -70,7 +71,7 @@ fail with EIO; --delay-*-ms slow them down.`;
     let server: NbdServer;
     try {
       for (const spec of specs) {
-        mkdirSync(dirname(spec.path), { recursive: true });
+        ensureStoreFolder(spec.path, flags.mkdir);
         const store = FileStore.open({
           path: spec.path,
           sizeBytes: spec.sizeBytes ?? (existsSync(spec.path) ? undefined : defaultCreateSizeBytes),
@@ -151,4 +152,15 @@ function waitForStopSignal(): Promise<void> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+}
+
+/**
+ * A new store goes into an existing folder; missing folders are created only with --mkdir, so that
+ * a mistyped path (or an unmounted disk) fails loudly instead of filling another filesystem.
+ */
+function ensureStoreFolder(storePath: string, mkdir: boolean): void {
+  const folder = dirname(storePath);
+  if (existsSync(folder)) return;
+  if (!mkdir) throw new MirrorboxError('STORE_FOLDER_MISSING', `cannot create store ${storePath}: folder ${folder} does not exist (create it, or pass --mkdir)`);
+  mkdirSync(folder, { recursive: true });
 }
