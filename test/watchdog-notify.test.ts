@@ -56,12 +56,17 @@ processes:
   const stateDir = join(dir, 'var');
   await startWatchdog(t, config, stateDir, journal);
 
-  /** Makes b crash-loop for `loopMs`, then lets it recover; returns the incident's entries. */
+  /**
+   * Makes b crash-loop for at least `loopMs` and until the incident has reached the notify rung
+   * (on a loaded machine a restart may take longer than the loop), then lets it recover; returns
+   * the incident's entries.
+   */
   const incident = async (loopMs: number): Promise<JournalEntry[]> => {
     const from = (await waitForJournal(journal, () => true)).length;
     writeFileSync(crashFile, '');
     process.kill((await requestStatus(stateDir)).supervisor.processes[0]!.pid!, 'SIGKILL');
     await new Promise((r) => setTimeout(r, loopMs));
+    await waitForJournal(journal, (es) => es.slice(from).some((e) => e.event === 'notify'), 15_000, 'incident reached notify');
     rmSync(crashFile);
     const entries = await waitForJournal(journal, (es) => es.slice(from).some((e) => e.event === 'resolved'), 15_000, 'incident resolved');
     const id = entries.slice(from).find((e) => e.incident !== null)!.incident!;
