@@ -114,3 +114,27 @@ test('--tls-required: plain clients get NBD_REP_ERR_TLS_REQD; TLS clients copy d
   assert.ok(readFileSync(back).equals(content), 'data copied over TLS differs');
   assert.ok(readFileSync(server.storePath).equals(content), 'the store differs from the data copied over TLS');
 });
+
+test('STARTTLS forgets what was negotiated before it: structured replies and extended headers start over', async (t) => {
+  const { server } = await tlsServer(t, false);
+  // Negotiated before TLS, not again after it: the export must run with simple replies and
+  // compact request headers, so a simple read works.
+  const first = await RawNbd.handshake(server.port);
+  t.after(() => first.close());
+  assert.equal((await first.option(OPT.structuredReply)).at(-1)!.type, REP.ack);
+  assert.equal((await first.option(OPT.extendedHeaders)).at(-1)!.type, REP.ack);
+  const firstTls = await first.startTls();
+  t.after(() => firstTls.close());
+  await firstTls.go('disk0');
+  const { error, data } = await firstTls.readAt(0, 4096);
+  assert.equal(error, 0);
+  assert.equal(data.length, 4096);
+  // A compliant client negotiates again after TLS: each option is accepted as new, not "already on".
+  const second = await RawNbd.handshake(server.port);
+  t.after(() => second.close());
+  assert.equal((await second.option(OPT.structuredReply)).at(-1)!.type, REP.ack);
+  const secondTls = await second.startTls();
+  t.after(() => secondTls.close());
+  assert.equal((await secondTls.option(OPT.structuredReply)).at(-1)!.type, REP.ack, 'STRUCTURED_REPLY after STARTTLS');
+  assert.equal((await secondTls.option(OPT.extendedHeaders)).at(-1)!.type, REP.ack, 'EXTENDED_HEADERS after STARTTLS');
+});

@@ -195,8 +195,12 @@ export class Handshake {
         case Opt.structuredReply:
           this.enableStructuredReplies(data);
           return null;
-        case Opt.listMetaContext:
         case Opt.setMetaContext:
+          // SET replaces the previous selection even when it fails (proto.md).
+          this.metaExportName = null;
+          this.metaContext(option, data);
+          return null;
+        case Opt.listMetaContext:
           this.metaContext(option, data);
           return null;
         case Opt.extendedHeaders:
@@ -252,6 +256,11 @@ export class Handshake {
     this.stream = secure;
     this.reader = new StreamReader(secure);
     this.tlsOn = true;
+    // proto.md, NBD_OPT_STARTTLS: the server MUST NOT preserve any negotiation state (structured
+    // replies, extended headers, metadata contexts) from before TLS; the client negotiates again.
+    this.structuredReplies = false;
+    this.extendedHeaders = false;
+    this.metaExportName = null;
   }
 
   private infoOrGo(option: number, data: Buffer): Negotiated | null {

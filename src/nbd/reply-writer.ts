@@ -80,6 +80,14 @@ interface FileReply {
 interface Batch {
   readonly segments: Buffer[];
   readonly release: Buffer[];
+  /** Bytes of `segments`, counted in `pendingBatchBytes` while the batch waits. */
+  readonly bytes: number;
+}
+
+function batchOf(segments: Buffer[], release: Buffer[]): Batch {
+  let bytes = 0;
+  for (const segment of segments) bytes += segment.length;
+  return { segments, release, bytes };
 }
 
 const emptyHead = Buffer.alloc(0);
@@ -96,8 +104,13 @@ export class ReplyWriter {
   private readonly pending: Array<Batch | FileReply> = [];
   private pumping = false;
   private flushScheduled = false;
-  /** Bytes queued here or handed to the socket whose write has not completed. */
+  /** Bytes of file replies queued here, and bytes handed to the socket whose write has not completed. */
   private unsentBytes = 0;
+  /**
+   * Bytes of batches waiting in `pending` behind a file reply. They count in the backlog too: a
+   * client that stops reading while a file reply waits must not make replies pile up unbounded.
+   */
+  private pendingBatchBytes = 0;
   private closeCallback: (() => void) | null = null;
   private readonly sendFile: FileSender | null;
 
@@ -110,9 +123,9 @@ export class ReplyWriter {
     this.sendFile = options.sendFile;
   }
 
-  /** Bytes queued in the socket but not yet sent: the connection stops reading when this grows. */
+  /** Reply bytes queued here or in the socket but not yet sent: the connection stops reading when this grows. */
   get backlogBytes(): number {
-    return this.unsentBytes;
+    return this.unsentBytes + this.pendingBatchBytes;
   }
 
   /** True when `pushFile` may be used. */
@@ -192,12 +205,17 @@ export class ReplyWriter {
         buffers.push(segment);
         continue;
       }
-      if (buffers.length > 0) this.pending.push({ segments: buffers, release: [] });
+      if (buffers.length > 0) this.queueBatch(batchOf(buffers, []));
       buffers = [];
       this.pending.push(segment);
     }
-    this.pending.push({ segments: buffers, release });
+    this.queueBatch(batchOf(buffers, release));
     this.pump();
+  }
+
+  private queueBatch(batch: Batch): void {
+    this.pendingBatchBytes += batch.bytes;
+    this.pending.push(batch);
   }
 
   /** Sends what is queued, then calls `done` (at once if nothing waits); the writer is not used afterwards. */
@@ -253,6 +271,7 @@ export class ReplyWriter {
       const item = this.pending[0]!;
       if ('segments' in item) {
         this.pending.shift();
+        this.pendingBatchBytes -= item.bytes;
         this.writeBatch(item.segments, item.release);
         continue;
       }
@@ -342,6 +361,7 @@ export class ReplyWriter {
   }
 
   private dropPending(): void {
+    this.pendingBatchBytes = 0;
     for (const item of this.pending.splice(0)) {
       if ('segments' in item) for (const buffer of item.release) this.pool.give(buffer);
     }

@@ -8,6 +8,7 @@
  * and a bug in wire.ts is not mirrored into the tests.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { once } from 'node:events';
 import assert from 'node:assert/strict';
 
@@ -152,6 +153,19 @@ export class RawNbd {
 
   write(data: Uint8Array): void {
     this.socket.write(data);
+  }
+
+  /**
+   * Sends NBD_OPT_STARTTLS and, on its ACK, runs a TLS handshake over the same socket (the test's
+   * self-signed certificate is not verified). Returns the client to use from then on.
+   */
+  async startTls(): Promise<RawNbd> {
+    const replies = await this.option(OPT.startTls);
+    assert.equal(replies.at(-1)!.type, REP.ack, `STARTTLS refused: 0x${replies.at(-1)!.type.toString(16)}`);
+    assert.equal(this.buffered.length, 0, 'bytes after the STARTTLS reply');
+    const secure = tlsConnect({ socket: this.socket, rejectUnauthorized: false, servername: 'localhost' });
+    await once(secure, 'secureConnect');
+    return new RawNbd(secure);
   }
 
   /** Reads the greeting and sends client flags (FIXED_NEWSTYLE | NO_ZEROES by default). */
