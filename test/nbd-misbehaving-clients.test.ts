@@ -8,7 +8,9 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { clientEnv, nbdsh } from './helpers/nbd-clients.js';
-import { CLIENT_FLAG, CMD, RawNbd } from './helpers/raw-nbd.js';
+import { CLIENT_FLAG, CMD, OPT, RawNbd, REP } from './helpers/raw-nbd.js';
+import { startInProcessServer } from './helpers/inprocess-server.js';
+import { MemoryStore } from '../src/store/memory-store.js';
 import { startServer, type RunningServer } from './helpers/nbd-server.js';
 import { spawnCollected } from './helpers/process.js';
 
@@ -138,4 +140,45 @@ test('stalled half handshakes, garbage and a client that never reads do not dist
   assert.equal(deaf.socket.destroyed, false);
   assert.equal(await otherClientWorks(server, 48 * MiB), true, 'another client works afterwards');
   assert.ok(alive(server));
+});
+
+test('requests sent while the GO reply is stuck in a full socket are all answered', async (t) => {
+  // The client reads nothing while it sends: ~16 MiB of LIST replies fill the socket, so the GO
+  // reply waits; READs sent meanwhile reach the server during its switch to direct reads.
+  const descriptionBytes = 4000;
+  const exports = Array.from({ length: 200 }, (_, i) => ({
+    name: i === 0 ? 'disk0' : `e${i}`,
+    description: 'd'.repeat(descriptionBytes),
+    device: new MemoryStore(MiB),
+  }));
+  const pattern = randomBytes(64 * 1024);
+  await exports[0]!.device.write([pattern], 0, false);
+  const { port } = await startInProcessServer(t, { exports });
+  const client = await RawNbd.handshake(port);
+  t.after(() => client.close());
+  const lists = 20;
+  for (let i = 0; i < lists; i += 1) client.sendOption(OPT.list);
+  client.sendOption(OPT.go, RawNbd.infoData('disk0'));
+  await sleep(300);
+  const reads = 8;
+  for (let i = 0; i < reads; i += 1) client.request(CMD.read, BigInt(i + 1), BigInt(i * 8192), 8192n);
+  await sleep(300);
+  for (let i = 0; i < lists; i += 1) {
+    for (;;) {
+      const reply = await client.readOptionReply();
+      if (reply.type === REP.ack) break;
+    }
+  }
+  for (;;) {
+    const reply = await client.readOptionReply();
+    assert.equal(reply.option, OPT.go);
+    if (reply.type === REP.ack) break;
+    assert.equal(reply.type, REP.info);
+  }
+  for (let i = 0; i < reads; i += 1) {
+    const reply = await client.readReply(8192);
+    assert.equal(reply.error, 0);
+    assert.equal(reply.cookie, BigInt(i + 1));
+    assert.ok(reply.data.equals(pattern.subarray(i * 8192, (i + 1) * 8192)), `read ${i + 1} returned other bytes`);
+  }
 });

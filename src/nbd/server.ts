@@ -146,8 +146,9 @@ export class NbdServer {
         if (!direct && negotiated.stream.destroyed) return; // the client left meanwhile
         let transmission: Transmission;
         if (direct) {
+          const leftover = direct.unread.length === 0 ? negotiated.leftover : Buffer.concat([negotiated.leftover, ...direct.unread]);
           transmission = new Transmission(
-            { ...negotiated, stream: direct.socket },
+            { ...negotiated, stream: direct.socket, leftover },
             this.pool,
             this.limits,
             this.stats,
@@ -190,7 +191,7 @@ export class NbdServer {
   private async directReadSocket(
     socket: Socket,
     log: Logger,
-  ): Promise<{ socket: Socket; receiveBuffer: Buffer; sendFile: FileSender; attach: (t: Transmission) => void } | null> {
+  ): Promise<{ socket: Socket; receiveBuffer: Buffer; unread: Buffer[]; sendFile: FileSender; attach: (t: Transmission) => void } | null> {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (!sparseNative || typeof fd !== 'number' || fd < 0) return null;
     // The handshake's last replies must have left before its socket object is released.
@@ -223,6 +224,10 @@ export class NbdServer {
     direct.setNoDelay(true);
     direct.setKeepAlive(true, keepAliveDelayMs);
     direct.on('error', () => {});
+    // A paused socket still reads into its own buffer (up to its high-water mark) while the
+    // handshake's last write completes: requests a client sent early wait there. Take them over.
+    const unread: Buffer[] = [];
+    for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) unread.push(chunk);
     // Release the handshake's socket object without closing the connection (the duplicate
     // descriptor keeps it open; destroy() closes a descriptor, it does not shut the socket down).
     this.handedOver.add(socket);
@@ -235,7 +240,7 @@ export class NbdServer {
     });
     const native = sparseNative;
     const sendFile: FileSender = (head, fd, offsetBytes, lengthBytes) => native.sendFile(duplicate, head, fd, offsetBytes, lengthBytes);
-    return { socket: direct, receiveBuffer, sendFile, attach: (t) => (target = t) };
+    return { socket: direct, receiveBuffer, unread, sendFile, attach: (t) => (target = t) };
   }
 
   /**

@@ -417,8 +417,8 @@ export class Transmission {
   private checkWrite(h: RequestHeader): { errno: number; message: string } | null {
     if ((h.flags & ~(CmdFlag.fua | CmdFlag.payloadLen)) !== 0) return { errno: NbdErrno.EINVAL, message: 'unsupported WRITE flags' };
     if (this.device.readOnly) return { errno: NbdErrno.EPERM, message: 'export is read-only' };
-    if (h.lengthBytes > this.payloadBytesMax) return { errno: NbdErrno.EINVAL, message: `write longer than ${this.payloadBytesMax} bytes` };
     if (!this.inRange(h)) return { errno: NbdErrno.ENOSPC, message: 'write past the end of the export' };
+    if (h.lengthBytes > this.payloadBytesMax) return { errno: NbdErrno.EINVAL, message: `write longer than ${this.payloadBytesMax} bytes` };
     return null;
   }
 
