@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import { dirname } from 'node:path';
 import {
   type BlockDevice,
   type Extent,
@@ -67,6 +68,7 @@ export class FileStore implements BlockDevice {
   /** Opens (or creates, sparse) the file. Throws StoreError with a one-line reason. */
   static open(options: FileStoreOptions): FileStore {
     const readOnly = options.readOnly ?? false;
+    const created = !readOnly && !fs.existsSync(options.path);
     let fd: number;
     try {
       fd = fs.openSync(options.path, readOnly ? 'r' : fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
@@ -87,6 +89,10 @@ export class FileStore implements BlockDevice {
         sizeBytes = wanted;
       }
       if (sizeBytes === 0) throw new StoreError('EINVAL', `store ${options.path} is empty; give --size to create it`);
+      // A new file's directory entry must survive a crash too: without this, power loss could
+      // lose the whole image, and with it data a FLUSH acknowledged (fdatasync covers the file,
+      // not the folder that names it).
+      if (created) syncFolder(dirname(options.path));
       return new FileStore(options.path, fd, sizeBytes, readOnly, options.ioMode ?? 'auto');
     } catch (err) {
       fs.closeSync(fd);
@@ -371,4 +377,18 @@ function toStoreError(err: unknown, what: string): StoreError {
   if (hasCode(err, 'ENOSPC') || hasCode(err, 'EDQUOT') || hasCode(err, 'EFBIG')) return new StoreError('ENOSPC', message, { cause: err });
   if (hasCode(err, 'EROFS') || hasCode(err, 'EPERM') || hasCode(err, 'EACCES')) return new StoreError('EPERM', message, { cause: err });
   return new StoreError('EIO', message, { cause: err });
+}
+
+/** fsync(2) of a folder, so that entries created in it are durable. */
+function syncFolder(folder: string): void {
+  try {
+    const fd = fs.openSync(folder, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    throw new StoreError('EIO', `cannot make the new store's folder entry durable (fsync ${folder}): ${(err as Error).message}`, { cause: err });
+  }
 }
