@@ -191,3 +191,16 @@ test('a pool with a chosen nonce sequence and cipher; close() waits for pending 
   await assert.rejects(KernelPool.start({ key: key.subarray(0, 31) }), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
   await assert.rejects(KernelPool.start({ key, codec: 'zstd', zstdLevel: 42 }), (err: unknown) => hasCode(err, 'BAD_ARGUMENT'));
 });
+
+test('a worker that dies while close() drains is replaced: the jobs behind it still settle and close() returns', { timeout: 30_000 }, async () => {
+  const receiver = await FrameCodec.create({ key, frameBytesMax });
+  const pool = await KernelPool.start({ key, frameBytesMax, workers: 1, slotsPerWorker: 1 });
+  const crash = pool.injectWorkerCrash();
+  const inputs = plaintexts(3); // with the crash job: 4, the default queue depth for one slot
+  const sealed = inputs.map((p) => pool.seal(p));
+  const closed = pool.close();
+  await assert.rejects(crash, (err: unknown) => hasCode(err, 'WORKER_FAILED'));
+  const frames = await Promise.all(sealed);
+  frames.forEach((frame, i) => assert.ok(Buffer.from(receiver.open(frame)).equals(inputs[i]!), `job ${i} sealed after the crash`));
+  await closed;
+});

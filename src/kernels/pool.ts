@@ -130,6 +130,8 @@ export class KernelPool {
   readonly #waiting: Job[] = [];
   #waiters: (() => void)[] = [];
   #closing = false;
+  /** Set once the workers are being terminated on purpose: their exits are not failures. */
+  #terminating = false;
   #broken: Error | undefined;
 
   private constructor(options: KernelPoolOptions) {
@@ -210,8 +212,8 @@ export class KernelPool {
 
   /**
    * Fault injection: queues a job that makes the worker running it throw an uncaught error.
-   * The job rejects WORKER_FAILED, as do the jobs in flight on that worker; the worker is
-   * replaced.
+   * The job rejects WORKER_FAILED; the other jobs in flight on that worker are retried once on
+   * another (or the replacement) worker; the worker is replaced.
    */
   injectWorkerCrash(): Promise<Uint8Array> {
     return this.#submit('crash', new Uint8Array(0), undefined);
@@ -345,12 +347,14 @@ export class KernelPool {
       if (job === undefined) continue;
       handle.running[slot] = undefined;
       handle.busy--;
-      if (job.op !== 'crash' && job.attempts < jobAttemptsMax && !this.#closing) retry.push(job);
+      if (job.op !== 'crash' && job.attempts < jobAttemptsMax && !this.#terminating) retry.push(job);
       else this.#finish(job, undefined, new MirrorboxError('WORKER_FAILED', `kernel worker failed during this job: ${cause.message}`, { cause }));
     }
     this.#waiting.unshift(...retry.sort((a, b) => this.#jobs.indexOf(a) - this.#jobs.indexOf(b)));
     this.#dispatch();
-    if (this.#closing) return;
+    // While close() drains, a dead worker is replaced as at any other time: the jobs still
+    // admitted must settle, or close() would wait for them forever.
+    if (this.#terminating) return;
     if (!wasReady) {
       // A worker that cannot even start will not start on a retry: fail the pool.
       this.#broken = new MirrorboxError('WORKER_FAILED', `kernel worker failed to start: ${cause.message}`, { cause });
@@ -387,6 +391,7 @@ export class KernelPool {
     // Terminated on purpose: #onExit must not replace them (after a failed start() the
     // workers that did come up would otherwise be respawned and leak).
     this.#closing = true;
+    this.#terminating = true;
     const handles = [...this.#workers];
     this.#workers.clear();
     await Promise.all(handles.map((h) => h.worker.terminate()));
