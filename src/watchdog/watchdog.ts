@@ -3,11 +3,10 @@
  * (optionally) the hardware watchdog, put together. `mirrorbox watchdog run` is a thin shell
  * around Watchdog.start().
  */
-import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import { MirrorboxError, messageOf } from '../util/errors.js';
 import type { WatchdogConfig } from './config.js';
-import { checkSocketPath, controlRequest, controlVersion, startControlServer, type ControlMessage, type ControlRequest } from './control.js';
+import { checkSocketPath, controlRequest, controlVersion, startControlServer, type ControlMessage, type ControlServer, type ControlRequest } from './control.js';
 import { HardwareWatchdog } from './hardware-watchdog.js';
 import { JournalWriter } from './journal.js';
 import * as limits from './limits.js';
@@ -42,7 +41,7 @@ export class Watchdog {
   private readonly paths: { state: string; socket: string };
   private readonly startedAtMs = Date.now();
   private readonly startTicks = selfStartTicks();
-  private server: Server | undefined;
+  private server: ControlServer | undefined;
   private hardware: HardwareWatchdog | undefined;
   private stopping: Promise<{ stopped: string[] }> | undefined;
   private watchdogState: 'running' | 'stopped' | 'detached' = 'running';
@@ -156,8 +155,10 @@ export class Watchdog {
     }
     await this.journal.close();
     this.hardware?.stop();
+    // After the stop reply is written (the handler's continuation runs first): connections
+    // that sent nothing, or half a request, are cut rather than waited for.
     setImmediate(() => {
-      this.server?.close(() => this.resolveDone());
+      void (this.server?.close() ?? Promise.resolve()).then(() => this.resolveDone());
     });
     return result;
   }
