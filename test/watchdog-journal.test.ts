@@ -8,7 +8,8 @@ import { syncBuiltinESMExports } from 'node:module';
 import fc from 'fast-check';
 import { JournalWriter, encodeJournalLine, journalEvents, parseJournalLine, readJournal, type JournalEntry } from '../src/watchdog/journal.js';
 import { MirrorboxError } from '../src/util/errors.js';
-import { repoRoot } from './helpers/paths.js';
+import { cliPath, repoRoot } from './helpers/paths.js';
+import { run } from './helpers/process.js';
 import { tempDir } from './helpers/tmp.js';
 import { requestStatus } from '../src/watchdog/watchdog.js';
 import { serviceCommand, startWatchdog, waitUntil, watchdogDir, writeConfig } from './helpers/watchdog.js';
@@ -80,6 +81,32 @@ test('rotation by size keeps the newest files, each under the limit, and reading
   await j2.close();
   const last = readJournal(path, {}, 2).entries.at(-1)!;
   assert.equal(last.seq, total);
+});
+
+test('`watchdog journal` reads every file journalRotate.keep keeps (keep: 10), not only the default 4', async (t) => {
+  const dir = tempDir(t);
+  const keep = 10;
+  const bytesMax = 4096;
+  const config = writeConfig(dir, `journal: ./var/watchdog.jsonl\njournalRotate: { maxBytes: ${bytesMax}, keep: ${keep} }\nladder: [restart-failed]\nprocesses:\n  - { name: one, command: [sleep, "1"] }\n`);
+  const path = join(dir, 'var', 'watchdog.jsonl');
+  // The watchdog's own writer, with the config's rotation: fills .1 … .7 and the live file.
+  const j = await JournalWriter.open(path, { bytesMax, filesKept: keep });
+  const total = 120;
+  for (let i = 0; i < total; i += 1) {
+    j.append({ event: 'exit', process: 'one', pid: 1000 + i, cause: `exited with code ${i} ${'.'.repeat(20)}` });
+    if (i % 5 === 0) await j.flush(); // small batches: rotation happens between them
+  }
+  await j.close();
+  assert.ok(existsSync(`${path}.6`), 'rotated past the default keep');
+  assert.ok(!existsSync(`${path}.${keep}`), 'nothing dropped yet');
+  const r = await run(process.execPath, [cliPath, 'watchdog', 'journal', '-c', config, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const seqs = (JSON.parse(r.stdout) as { seq: number }[]).map((e) => e.seq);
+  assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i), 'every entry, oldest first');
+  // --file: a journal whose rotation is unknown; every rotated file present is read.
+  const f = await run(process.execPath, [cliPath, 'watchdog', 'journal', '--file', path, '--json']);
+  assert.equal(f.code, 0, f.stderr);
+  assert.equal((JSON.parse(f.stdout) as unknown[]).length, total);
 });
 
 test('crash loop: a writer SIGKILLed at random moments never loses an acknowledged entry nor leaves a bad line', async (t) => {

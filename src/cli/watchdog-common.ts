@@ -25,6 +25,8 @@ export interface Located {
   config: WatchdogConfig | undefined;
   stateDir: string;
   journal: string | undefined;
+  /** How many rotated journal files the config keeps (journalRotate.keep), when it says. */
+  journalFilesKept: number | undefined;
 }
 
 /** Finds the config (and from it the state folder and journal) the way every command does. */
@@ -36,7 +38,7 @@ export function locate(flags: { config?: string | undefined; 'state-dir'?: strin
   if (stateDir === undefined) {
     throw new MirrorboxError('WATCHDOG_CONFIG_NOT_FOUND', `no config given and none of ${configCandidates.join(', ')} exists here: pass --config FILE or --state-dir DIR`);
   }
-  return { config, stateDir, journal: config?.journal };
+  return { config, stateDir, journal: config?.journal, journalFilesKept: config?.journalRotate?.keep };
 }
 
 /** Plain text table with a header row; columns padded to their widest cell. */

@@ -1,6 +1,7 @@
 import { Command, Flags } from '@oclif/core';
 import { MirrorboxError } from '../../../util/errors.js';
 import { readJournal } from '../../../watchdog/journal.js';
+import { journalFilesKeptDefault, journalFilesKeptMax } from '../../../watchdog/limits.js';
 import { configFlags, formatTable, locate, parseSince, failWith } from '../../watchdog-common.js';
 
 export default class WatchdogJournal extends Command {
@@ -17,7 +18,7 @@ event, with its process, pid, cause, rung and incident id. The format is in src/
 
   static override flags = {
     ...configFlags,
-    file: Flags.string({ description: 'read this journal file instead of the one the config names' }),
+    file: Flags.string({ description: 'read this journal file (and every rotated FILE.1, FILE.2… beside it) instead of the one the config names' }),
     since: Flags.string({ description: 'only events at or after this time: ISO time, or a span back from now (90s, 15m, 2h, 1d)' }),
     process: Flags.string({ description: 'only events about this process' }),
     incident: Flags.string({ description: 'only events of this incident' }),
@@ -27,14 +28,17 @@ event, with its process, pid, cause, rung and incident id. The format is in src/
   async run(): Promise<void> {
     const { flags } = await this.parse(WatchdogJournal);
     try {
-      const journal = flags.file ?? locate(flags).journal;
+      // --file: a journal whose rotation is unknown, so every rotated file present is read.
+      const located = flags.file === undefined ? locate(flags) : undefined;
+      const journal = flags.file ?? located?.journal;
       if (journal === undefined) throw new MirrorboxError('WATCHDOG_CONFIG_NOT_FOUND', 'no journal: pass --config FILE or --file JOURNAL');
+      const filesKept = located ? (located.journalFilesKept ?? journalFilesKeptDefault) : journalFilesKeptMax;
       const query = {
         ...(flags.since !== undefined ? { sinceMs: parseSince(flags.since) } : {}),
         ...(flags.process !== undefined ? { process: flags.process } : {}),
         ...(flags.incident !== undefined ? { incident: flags.incident } : {}),
       };
-      const read = readJournal(journal, query);
+      const read = readJournal(journal, query, filesKept);
       if (read.skippedLines > 0) this.warn(`${read.skippedLines} line(s) of ${journal} are not journal entries and were skipped`);
       if (flags.json) {
         this.log(JSON.stringify(read.entries, null, 2));
