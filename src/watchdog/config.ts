@@ -74,7 +74,10 @@ const regexSource = z.string().min(1).refine((s) => {
 
 const signalName = z.string().refine((s) => s in osConstants.signals, 'not a signal name (e.g. SIGTERM, SIGINT, SIGQUIT)');
 
-const positiveMs = z.number().int().positive();
+/** Every millisecond field: a timer waits at most timerMsMax (Node fires a longer one after 1 ms). */
+const timerMsWords = `at most ${limits.timerMsMax} ms (about 24.8 days, the longest a timer can wait)`;
+const msAtLeast = (min: number) => z.number().int().min(min).max(limits.timerMsMax, timerMsWords);
+const positiveMs = msAtLeast(1);
 const probeKinds = ['tcp', 'nbd', 'http', 'file'] as const;
 
 const readySchema = z
@@ -191,18 +194,18 @@ const configObject = z.strictObject({
     logDir: z.string().min(1).optional(),
     /** Each process's output log: rotated before it would pass maxBytes, `keep` old files. */
     outputRotate: rotateSchema(limits.outputRotateBytesMin, limits.outputLogFilesKeptMax).optional(),
-    checkIntervalMs: z.number().int().min(limits.checkIntervalMsMin).default(limits.checkIntervalMsDefault),
+    checkIntervalMs: msAtLeast(limits.checkIntervalMsMin).default(limits.checkIntervalMsDefault),
     ladder: z
       .array(z.enum(rungNames, { message: `expected one of ${rungNames.join(', ')}` }))
       .min(1, 'needs at least one rung')
       .refine((l) => new Set(l).size === l.length, 'a rung is listed twice')
       .refine((l) => !l.includes('notify') || l.indexOf('notify') === l.length - 1, 'notify must be the last rung'),
     attemptsPerRung: z.number().int().min(1).default(limits.attemptsPerRungDefault),
-    stableMs: z.number().int().min(0).default(limits.stableMsDefault),
+    stableMs: msAtLeast(0).default(limits.stableMsDefault),
     backoff: z
       .strictObject({
-        initialMs: z.number().int().min(0).default(limits.backoffInitialMsDefault),
-        maxMs: z.number().int().min(0).default(limits.backoffMaxMsDefault),
+        initialMs: msAtLeast(0).default(limits.backoffInitialMsDefault),
+        maxMs: msAtLeast(0).default(limits.backoffMaxMsDefault),
         factor: z.number().min(1).default(limits.backoffFactorDefault),
       })
       .default({ initialMs: limits.backoffInitialMsDefault, maxMs: limits.backoffMaxMsDefault, factor: limits.backoffFactorDefault }),

@@ -3,6 +3,11 @@
  * the defaults marked "default"; the others are fixed bounds.
  */
 
+/**
+ * The longest wait a Node timer can take (2^31 − 1 ms, about 24.8 days): a longer one fires
+ * after 1 ms (TimeoutOverflowWarning). Every millisecond setting is bounded by it.
+ */
+export const timerMsMax = 2_147_483_647;
 /** default `checkIntervalMs`: how often /proc is compared with the configured process list. */
 export const checkIntervalMsDefault = 500;
 /** Smallest allowed `checkIntervalMs` (a tighter loop would only burn CPU). */
