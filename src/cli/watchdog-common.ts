@@ -7,6 +7,8 @@ import { Flags, type Command } from '@oclif/core';
 import { MirrorboxError, messageOf } from '../util/errors.js';
 import { loadConfig, type WatchdogConfig } from '../watchdog/config.js';
 import type { JournalEntry } from '../watchdog/journal.js';
+import { journalFilesKeptDefault } from '../watchdog/limits.js';
+import { readStateFile, statePaths } from '../watchdog/state.js';
 
 export const configFlags = {
   config: Flags.string({
@@ -14,7 +16,7 @@ export const configFlags = {
     description: 'the watchdog config file (default: $MIRRORBOX_WATCHDOG_CONFIG, ./watchdog.yaml or ./appliance/watchdog.yaml)',
   }),
   'state-dir': Flags.string({
-    description: 'the folder holding watchdog.sock and watchdog.state.json (default: from the config)',
+    description: 'the folder holding watchdog.sock and watchdog.state.json (default: from the config); without --config, no config is read: the journal and stop signals come from its state file',
   }),
 };
 
@@ -29,16 +31,33 @@ export interface Located {
   journalFilesKept: number | undefined;
 }
 
-/** Finds the config (and from it the state folder and journal) the way every command does. */
+/**
+ * Finds the config (and from it the state folder and journal) the way every command does.
+ * `--state-dir` without `--config` names the watchdog by itself: no config is looked for (a
+ * ./watchdog.yaml here may be another application's, or broken); what the commands need then
+ * comes from the state file (see stateJournal).
+ */
 export function locate(flags: { config?: string | undefined; 'state-dir'?: string | undefined }): Located {
-  const explicit = flags.config ?? process.env['MIRRORBOX_WATCHDOG_CONFIG'];
-  const file = explicit ?? configCandidates.find((c) => existsSync(c));
+  const byStateDir = flags['state-dir'] !== undefined && flags.config === undefined;
+  const file = byStateDir ? undefined : (flags.config ?? process.env['MIRRORBOX_WATCHDOG_CONFIG'] ?? configCandidates.find((c) => existsSync(c)));
   const config = file !== undefined ? loadConfig(file) : undefined;
   const stateDir = flags['state-dir'] ?? config?.stateDir;
   if (stateDir === undefined) {
     throw new MirrorboxError('WATCHDOG_CONFIG_NOT_FOUND', `no config given and none of ${configCandidates.join(', ')} exists here: pass --config FILE or --state-dir DIR`);
   }
   return { config, stateDir, journal: config?.journal, journalFilesKept: config?.journalRotate?.keep };
+}
+
+/**
+ * The journal (path and rotated files kept) of a located watchdog: the config's, else the one
+ * its state file records. Throws WATCHDOG_CONFIG_NOT_FOUND when neither names one, STATE_FILE
+ * when the state file is damaged.
+ */
+export function locatedJournal(located: Located): { path: string; filesKept: number } {
+  if (located.journal !== undefined) return { path: located.journal, filesKept: located.journalFilesKept ?? journalFilesKeptDefault };
+  const state = readStateFile(statePaths(located.stateDir).state);
+  if (!state) throw new MirrorboxError('WATCHDOG_CONFIG_NOT_FOUND', `no config given and no state file in ${located.stateDir}: pass --config FILE or --file JOURNAL`);
+  return { path: state.watchdog.journal, filesKept: state.watchdog.journalRotate?.keep ?? journalFilesKeptDefault };
 }
 
 /** Plain text table with a header row; columns padded to their widest cell. */

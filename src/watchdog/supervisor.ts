@@ -964,6 +964,7 @@ export class Supervisor {
         restarts: m.restarts,
         lastCause: m.lastCause,
         adopted: h?.adopted ?? false,
+        stop: { signal: m.spec.stop.signal, timeoutMs: m.spec.stop.timeoutMs },
       };
     });
   }

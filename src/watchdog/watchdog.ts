@@ -186,6 +186,10 @@ export class Watchdog {
         startedAtMs: this.startedAtMs,
         config: this.config.file,
         journal: this.config.journal,
+        journalRotate: {
+          maxBytes: this.config.journalRotate?.maxBytes ?? limits.journalBytesMaxDefault,
+          keep: this.config.journalRotate?.keep ?? limits.journalFilesKeptDefault,
+        },
         socket: this.paths.socket,
         state: this.watchdogState,
       },

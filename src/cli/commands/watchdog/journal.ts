@@ -1,8 +1,7 @@
 import { Command, Flags } from '@oclif/core';
-import { MirrorboxError } from '../../../util/errors.js';
 import { readJournal } from '../../../watchdog/journal.js';
-import { journalFilesKeptDefault, journalFilesKeptMax } from '../../../watchdog/limits.js';
-import { configFlags, formatTable, locate, parseSince, failWith } from '../../watchdog-common.js';
+import { journalFilesKeptMax } from '../../../watchdog/limits.js';
+import { configFlags, formatTable, locate, locatedJournal, parseSince, failWith } from '../../watchdog-common.js';
 
 export default class WatchdogJournal extends Command {
   static override summary = 'Read the restart/shutdown journal (rotated files included, oldest first).';
@@ -29,10 +28,7 @@ event, with its process, pid, cause, rung and incident id. The format is in src/
     const { flags } = await this.parse(WatchdogJournal);
     try {
       // --file: a journal whose rotation is unknown, so every rotated file present is read.
-      const located = flags.file === undefined ? locate(flags) : undefined;
-      const journal = flags.file ?? located?.journal;
-      if (journal === undefined) throw new MirrorboxError('WATCHDOG_CONFIG_NOT_FOUND', 'no journal: pass --config FILE or --file JOURNAL');
-      const filesKept = located ? (located.journalFilesKept ?? journalFilesKeptDefault) : journalFilesKeptMax;
+      const { path: journal, filesKept } = flags.file !== undefined ? { path: flags.file, filesKept: journalFilesKeptMax } : locatedJournal(locate(flags));
       const query = {
         ...(flags.since !== undefined ? { sinceMs: parseSince(flags.since) } : {}),
         ...(flags.process !== undefined ? { process: flags.process } : {}),
