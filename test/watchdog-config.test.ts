@@ -143,7 +143,15 @@ test('CLI: `watchdog run` on a bad file prints file:line:column: field: message 
   writeFileSync(file, 'journal: j.jsonl\nladder: [restart-failed]\nprocesses:\n  - name: a\n    command: [sleep, "1"]\n    ready: { tcp: "nowhere" }\n');
   const r = await run(process.execPath, [cliPath, 'watchdog', 'run', file]);
   assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, new RegExp(`${file.replace(/[/.]/g, '\\$&')}:6:\\d+: processes\\[0\\]\\.ready\\.tcp: expected "host:port"`));
+  assert.match(r.stderr, new RegExp(`^mirrorbox: ${file.replace(/[/.]/g, '\\$&')}:6:\\d+: processes\\[0\\]\\.ready\\.tcp: expected "host:port".* \\(WATCHDOG_CONFIG\\)\n$`));
+  // Several problems: one line each, every one with the prefix and the code.
+  writeFileSync(file, 'journal: j.jsonl\ncheckIntervalMs: 1\nladder: [restart-failed]\nprocesses:\n  - name: a\n    command: [sleep, "1"]\n    ready: { tcp: "nowhere" }\n');
+  const several = await run(process.execPath, [cliPath, 'watchdog', 'run', file]);
+  assert.equal(several.code, 2, several.stderr);
+  const lines = several.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 2, several.stderr);
+  assert.match(lines[0]!, /^mirrorbox: .*bad\.yaml:2:\d+: checkIntervalMs: .* \(WATCHDOG_CONFIG\)$/);
+  assert.match(lines[1]!, /^mirrorbox: .*bad\.yaml:7:\d+: processes\[0\]\.ready\.tcp: .* \(WATCHDOG_CONFIG\)$/);
   const ok = await run(process.execPath, [cliPath, 'watchdog', 'run', '--check', join(corpusDir, 'good-issue-example.yaml')]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /good \(2 processes: store, mirror; ladder restart-failed → partial-restart → full-restart → notify\)/);

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { Flags, type Command } from '@oclif/core';
 import { MirrorboxError, messageOf } from '../util/errors.js';
-import { loadConfig, type WatchdogConfig } from '../watchdog/config.js';
+import { ConfigError, formatProblem, loadConfig, type WatchdogConfig } from '../watchdog/config.js';
 import type { JournalEntry } from '../watchdog/journal.js';
 import { journalFilesKeptDefault } from '../watchdog/limits.js';
 import { readStateFile, statePaths } from '../watchdog/state.js';
@@ -115,18 +115,29 @@ export function parseSince(text: string, nowMs = Date.now()): number {
   return ms;
 }
 
-/** Exit status for a typed (expected) error: bad config, bad flag, watchdog not answering... */
+/** Exit status for a typed (expected) error: bad config, bad flag, watchdog not answering... (oclif's own usage errors exit 2 too). */
 export const exitTypedError = 2;
 
 /**
- * Ends a command on an error: a MirrorboxError is printed plainly to stderr (config problems
- * stay one per line, "file:line:column: field: message", as editors and grep like them) with
- * its code; anything else is a bug and goes to oclif (stack with DEBUG=*).
+ * Ends a command on an error. A MirrorboxError (expected: bad config, bad flag, watchdog not
+ * answering...) is printed as one stderr line, "mirrorbox: <reason> (CODE)", as every mirrorbox
+ * failure is, and exits exitTypedError; a config with several problems gives one such line per
+ * problem ("mirrorbox: file:line:column: field: message (WATCHDOG_CONFIG)"). Anything else is a
+ * bug: oclif prints "mirrorbox: <message>" through bin/run.js (stack with DEBUG=*) and exits 1.
  */
 export function failWith(command: Command, err: unknown): never {
   if (err instanceof MirrorboxError) {
-    process.stderr.write(`${err.message}\n(${err.code})\n`);
+    const reasons = err instanceof ConfigError ? err.problems.map(formatProblem) : [oneLine(err.message)];
+    process.stderr.write(reasons.map((reason) => `mirrorbox: ${reason} (${err.code})\n`).join(''));
     command.exit(exitTypedError);
   }
   command.error(messageOf(err), { exit: 1 });
+}
+
+function oneLine(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '')
+    .join('; ');
 }
