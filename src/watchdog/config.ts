@@ -3,8 +3,10 @@
  * by a zod schema. Every problem is reported as file:line:column plus the field's path, found
  * by mapping the zod issue path back to the YAML node it came from.
  *
- * Relative paths (journal, stateDir, logDir, file probes, process cwd) are resolved against
- * `cwd`, which itself defaults to the folder holding the config file (as docker-compose does).
+ * Relative paths (journal, stateDir, logDir, a process's cwd) are resolved against `cwd`, which
+ * itself defaults to the folder holding the config file (as docker-compose does). A `file`
+ * probe's relative path is resolved against its process's own cwd (the process's `cwd:`, else
+ * `cwd`), where the process itself would write it (supervisor.ts, Member).
  */
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
