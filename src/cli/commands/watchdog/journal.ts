@@ -1,13 +1,14 @@
 import { Command, Flags } from '@oclif/core';
-import { readJournal } from '../../../watchdog/journal.js';
+import { journalEvents, readJournal } from '../../../watchdog/journal.js';
 import { journalFilesKeptMax } from '../../../watchdog/limits.js';
 import { configFlags, formatTable, locate, locatedJournal, parseSince, failWith } from '../../watchdog-common.js';
 
 export default class WatchdogJournal extends Command {
   static override summary = 'Read the restart/shutdown journal (rotated files included, oldest first).';
 
-  static override description = `Every start, ready, exit, fail, stop, kill, restart, escalate, notify, hold, resolved and resolve
-event, with its process, pid, cause, rung and incident id. The format is in src/watchdog/FORMATS.md.`;
+  static override description = `Every event, with its process, pid, cause, rung and incident id. Events:
+${journalEvents.join(', ')}.
+The format is in src/watchdog/FORMATS.md.`;
 
   static override examples = [
     { description: 'The last hour', command: '<%= config.bin %> watchdog journal -c appliance/watchdog.yaml --since 1h' },
