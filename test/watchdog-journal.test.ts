@@ -8,6 +8,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import fc from 'fast-check';
 import { JournalWriter, encodeJournalLine, journalEvents, parseJournalLine, readJournal, type JournalEntry } from '../src/watchdog/journal.js';
 import { MirrorboxError } from '../src/util/errors.js';
+import { journalRetryMs } from '../src/watchdog/limits.js';
 import { cliPath, repoRoot } from './helpers/paths.js';
 import { run } from './helpers/process.js';
 import { tempDir } from './helpers/tmp.js';
@@ -229,6 +230,35 @@ test('a failing disk (/dev/full: ENOSPC): appends never throw, flush rejects JOU
   assert.ok(j.droppedEntries > 0);
   await waitUntil(() => errors.length >= 2, 10_000, 'the write retried (every journalRetryMs)');
   await j.close();
+});
+
+test('appends after close are dropped and counted (reported once, never retried); close counts what it could not write', async (t) => {
+  const path = join(tempDir(t), 'watchdog.jsonl');
+  const j = await JournalWriter.open(path);
+  const errors: string[] = [];
+  j.onError((err) => errors.push(err.code));
+  const printed: number[] = [];
+  j.onAppend((e) => printed.push(e.seq));
+  j.append({ event: 'watchdog', cause: 'stopped' });
+  await j.close();
+  assert.equal(j.droppedEntries, 0);
+  // e.g. a process kept by `stop --keep-processes` exits before the watchdog process has ended.
+  j.append({ event: 'exit', process: 'kept', pid: 7, cause: 'exited with code 0' });
+  j.append({ event: 'exit', process: 'kept2', pid: 8, cause: 'exited with code 0' });
+  assert.equal(j.droppedEntries, 2);
+  assert.deepEqual(printed, [0], 'a dropped entry is not passed on as journaled');
+  await new Promise((r) => setTimeout(r, journalRetryMs + 500));
+  assert.deepEqual(errors, ['JOURNAL_CLOSED'], 'said once; no write (and no retry) after close');
+  assert.deepEqual(readJournal(path).entries.map((e) => e.event), ['watchdog']);
+
+  // A disk that fails until the end: what close() gives up on is counted too.
+  const full = join(tempDir(t), 'full.jsonl');
+  symlinkSync('/dev/full', full);
+  const f = await JournalWriter.open(full);
+  f.onError(() => undefined);
+  for (let i = 0; i < 3; i += 1) f.append({ event: 'start', process: `p${i}`, pid: 10 + i });
+  await f.close();
+  assert.equal(f.droppedEntries, 3);
 });
 
 test('the watchdog keeps supervising when its journal cannot be written', async (t) => {

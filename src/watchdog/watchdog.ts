@@ -98,7 +98,10 @@ export class Watchdog {
     const journal = await JournalWriter.open(config.journal, { bytesMax: config.journalRotate?.maxBytes, filesKept: config.journalRotate?.keep });
     const watchdog = new Watchdog(config, journal, previous, log, priority);
     // A failing disk must not stop the supervision: report it and keep going (writes are retried).
-    journal.onError((err) => log.error({ err: err.message, dropped: journal.droppedEntries }, 'journal write failed; retrying'));
+    journal.onError((err) => {
+      if (err.code === 'JOURNAL_CLOSED') log.warn({ err: err.message }, 'journal closed at stop: later events are not journaled');
+      else log.error({ err: err.message, dropped: journal.droppedEntries }, 'journal write failed; retrying');
+    });
     watchdog.stateWriter.onError = (err) => log.error({ err: messageOf(err) }, 'state file write failed; retrying');
     beforeStart(watchdog);
     watchdog.server = await startControlServer(paths.socket, (request, progress) => watchdog.handle(request, progress));
