@@ -210,3 +210,14 @@ test('CLI: --timeout-ms past timerMsMax is refused (stop and restart)', async (t
 function proc(doc: Record<string, unknown>): Record<string, unknown> {
   return (doc['processes'] as Record<string, unknown>[])[0]!;
 }
+
+test('live.maxAgeMs is refused with a tcp, http or nbd probe (it would be ignored), accepted with file', () => {
+  for (const probe of ['tcp: "127.0.0.1:1"', 'http: "http://127.0.0.1:1/"', 'nbd: "nbd://127.0.0.1:1"']) {
+    const text = `journal: j.jsonl\nladder: [restart-failed]\nprocesses:\n  - name: a\n    command: [x]\n    live:\n      ${probe}\n      maxAgeMs: 5000\n`;
+    const err = problemsOf(() => parseConfig(text, 'age.yaml'));
+    assert.deepEqual(err.problems.map((p) => `${p.line} ${p.field}`), ['8 processes[0].live.maxAgeMs'], probe);
+    assert.match(err.message, /only for a file probe/);
+  }
+  const ok = parseConfig('journal: j.jsonl\nladder: [restart-failed]\nprocesses:\n  - { name: a, command: [x], live: { file: hb, maxAgeMs: 5000 } }\n', 'age.yaml');
+  assert.equal(ok.processes[0]!.live!.maxAgeMs, 5000);
+});

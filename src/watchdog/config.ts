@@ -115,6 +115,9 @@ const liveSchema = z
     if (kinds.length !== 1) {
       ctx.addIssue({ code: 'custom', message: `needs exactly one of tcp, nbd, http, file (found ${kinds.length === 0 ? 'none' : kinds.join(', ')})` });
     }
+    if (v.maxAgeMs !== undefined && v.file === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['maxAgeMs'], message: 'only for a file probe (the heartbeat file\'s age); a tcp, nbd or http probe has no age' });
+    }
   });
 
 const budgetSchema = z.strictObject({
