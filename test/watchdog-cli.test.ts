@@ -75,7 +75,7 @@ processes:
   assert.match(text.stdout, /exit +mirror +\d+ +- +\S+ +killed by SIGKILL/);
   const bad = await cli('watchdog', 'journal', '-c', config, '--since', 'yesterday-ish');
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /^mirrorbox: --since "yesterday-ish": expected an ISO time.* \(BAD_SINCE\)\n$/);
+  assert.match(bad.stderr, /^mirrorbox: --since "yesterday-ish": expected an ISO 8601 date or time.* \(BAD_SINCE\)\n$/);
 
   const stop = await cli('watchdog', 'stop', '-c', config);
   assert.equal(stop.code, 0, stop.stderr);

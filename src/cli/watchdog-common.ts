@@ -100,19 +100,39 @@ export function formatEntry(e: JournalEntry): string {
   return parts.join(' ');
 }
 
+/** ISO 8601 date, or date-time (T or RFC 3339's space) to the minute or finer, with an optional zone. */
+const isoSincePattern = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$/;
+const sinceSpanPattern = /^(\d+)\s*(s|m|h|d)$/;
+
 /**
- * Parses --since: an ISO date/time, or a span back from now ("90s", "15m", "2h", "1d").
- * Throws MirrorboxError BAD_SINCE.
+ * Parses --since: an ISO 8601 date (00:00 UTC of that day) or date-time (with a zone, Z or
+ * ±HH:MM; without one, local time), or a span back from now ("90s", "15m", "2h", "1d").
+ * Anything else throws MirrorboxError BAD_SINCE (no guessing: Date.parse reads "90" as 1990).
  */
 export function parseSince(text: string, nowMs = Date.now()): number {
-  const span = /^(\d+)\s*(s|m|h|d)$/.exec(text.trim());
+  const trimmed = text.trim();
+  const span = sinceSpanPattern.exec(trimmed);
   if (span) {
     const unitMs: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
     return nowMs - Number(span[1]) * unitMs[span[2]!]!;
   }
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) throw new MirrorboxError('BAD_SINCE', `--since "${text}": expected an ISO time (2024-05-01T12:00:00Z) or a span like 90s, 15m, 2h, 1d`);
+  const iso = isoSincePattern.exec(trimmed);
+  const ms = iso && isoFieldsValid(iso) ? Date.parse(trimmed.replace(' ', 'T')) : Number.NaN;
+  if (Number.isNaN(ms)) {
+    throw new MirrorboxError('BAD_SINCE', `--since "${text}": expected an ISO 8601 date or time (2024-05-01, 2024-05-01T12:00:00Z, 2024-05-01T14:00+02:00) or a span back from now (90s, 15m, 2h, 1d)`);
+  }
   return ms;
+}
+
+/** Month, day (in that month), hour, minute, second and zone within their ranges. */
+function isoFieldsValid(m: RegExpExecArray): boolean {
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth) return false;
+  if (m[4] !== undefined && (Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6] ?? 0) > 59)) return false;
+  const zone = m[7];
+  if (zone !== undefined && zone !== 'Z' && (Number(zone.slice(1, 3)) > 23 || Number(zone.slice(4, 6)) > 59)) return false;
+  return true;
 }
 
 /** Exit status for a typed (expected) error: bad config, bad flag, watchdog not answering... (oclif's own usage errors exit 2 too). */

@@ -19,7 +19,7 @@ The format is in src/watchdog/FORMATS.md.`;
   static override flags = {
     ...configFlags,
     file: Flags.string({ description: 'read this journal file (and every rotated FILE.1, FILE.2… beside it) instead of the one the config names' }),
-    since: Flags.string({ description: 'only events at or after this time: ISO time, or a span back from now (90s, 15m, 2h, 1d)' }),
+    since: Flags.string({ description: 'only events at or after this time: an ISO 8601 date (00:00 UTC) or date-time (2024-05-01T12:00:00Z, 2024-05-01T14:00+02:00; no zone: local time), or a span back from now (90s, 15m, 2h, 1d)' }),
     process: Flags.string({ description: 'only events about this process' }),
     incident: Flags.string({ description: 'only events of this incident' }),
     json: Flags.boolean({ description: 'print a JSON array of entries instead of a table' }),
