@@ -104,8 +104,7 @@ test('a second watchdog on the same state folder is refused while the first runs
   await startWatchdog(t, config, stateDir, join(stateDir, 'watchdog.jsonl'));
   const r = await run(process.execPath, [cliPath, 'watchdog', 'run', config]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /a watchdog \(pid \d+\) already runs with state in/);
-  assert.match(r.stderr, /WATCHDOG_RUNNING/);
+  assert.match(r.stderr, /^mirrorbox: a watchdog \(pid \d+\) already runs with state in .* \(WATCHDOG_RUNNING\)\n$/);
 });
 
 test('hardware watchdog: fed while the watchdog runs, disarmed with the magic "V" on a clean stop', async (t) => {

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { journalEvents } from '../src/watchdog/journal.js';
 import { readStateFile, statePaths } from '../src/watchdog/state.js';
 import { requestStatus } from '../src/watchdog/watchdog.js';
 import { cliPath } from './helpers/paths.js';
@@ -74,7 +75,7 @@ processes:
   assert.match(text.stdout, /exit +mirror +\d+ +- +\S+ +killed by SIGKILL/);
   const bad = await cli('watchdog', 'journal', '-c', config, '--since', 'yesterday-ish');
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--since "yesterday-ish": expected an ISO time/);
+  assert.match(bad.stderr, /^mirrorbox: --since "yesterday-ish": expected an ISO 8601 date or time.* \(BAD_SINCE\)\n$/);
 
   const stop = await cli('watchdog', 'stop', '-c', config);
   assert.equal(stop.code, 0, stop.stderr);
@@ -125,6 +126,7 @@ test('every watchdog command has --help with examples', async () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /EXAMPLES/, command);
     assert.match(r.stdout, new RegExp(`mirrorbox watchdog ${command}`), command);
+    if (command === 'journal') assert.ok(r.stdout.replace(/\s+/g, ' ').includes(`Events: ${journalEvents.join(', ')}.`), 'journal --help names every event');
   }
 });
 

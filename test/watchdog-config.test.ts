@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { ConfigError, loadConfig, parseConfig } from '../src/watchdog/config.js';
+import { timerMsMax } from '../src/watchdog/limits.js';
 import { repoRoot } from './helpers/paths.js';
 import { run } from './helpers/process.js';
 import { cliPath } from './helpers/paths.js';
@@ -142,8 +143,81 @@ test('CLI: `watchdog run` on a bad file prints file:line:column: field: message 
   writeFileSync(file, 'journal: j.jsonl\nladder: [restart-failed]\nprocesses:\n  - name: a\n    command: [sleep, "1"]\n    ready: { tcp: "nowhere" }\n');
   const r = await run(process.execPath, [cliPath, 'watchdog', 'run', file]);
   assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, new RegExp(`${file.replace(/[/.]/g, '\\$&')}:6:\\d+: processes\\[0\\]\\.ready\\.tcp: expected "host:port"`));
+  assert.match(r.stderr, new RegExp(`^mirrorbox: ${file.replace(/[/.]/g, '\\$&')}:6:\\d+: processes\\[0\\]\\.ready\\.tcp: expected "host:port".* \\(WATCHDOG_CONFIG\\)\n$`));
+  // Several problems: one line each, every one with the prefix and the code.
+  writeFileSync(file, 'journal: j.jsonl\ncheckIntervalMs: 1\nladder: [restart-failed]\nprocesses:\n  - name: a\n    command: [sleep, "1"]\n    ready: { tcp: "nowhere" }\n');
+  const several = await run(process.execPath, [cliPath, 'watchdog', 'run', file]);
+  assert.equal(several.code, 2, several.stderr);
+  const lines = several.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 2, several.stderr);
+  assert.match(lines[0]!, /^mirrorbox: .*bad\.yaml:2:\d+: checkIntervalMs: .* \(WATCHDOG_CONFIG\)$/);
+  assert.match(lines[1]!, /^mirrorbox: .*bad\.yaml:7:\d+: processes\[0\]\.ready\.tcp: .* \(WATCHDOG_CONFIG\)$/);
   const ok = await run(process.execPath, [cliPath, 'watchdog', 'run', '--check', join(corpusDir, 'good-issue-example.yaml')]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /good \(2 processes: store, mirror; ladder restart-failed → partial-restart → full-restart → notify\)/);
+});
+
+test('every millisecond field refuses values past timerMsMax (Node would fire such a timer after 1 ms), naming file, line and field', () => {
+  const over = timerMsMax + 1;
+  const base = (): Record<string, unknown> => ({
+    journal: 'j.jsonl',
+    ladder: ['restart-failed'],
+    processes: [{ name: 'a', command: ['sleep', '1'], ready: { tcp: '127.0.0.1:1' }, live: { file: 'hb' }, stop: { signal: 'SIGTERM' } }],
+    notify: { syslog: true },
+    hardwareWatchdog: { device: '/dev/null' },
+    backoff: {},
+  });
+  const fields: [string, (doc: Record<string, unknown>, v: number) => void][] = [
+    ['checkIntervalMs', (d, v) => (d['checkIntervalMs'] = v)],
+    ['stableMs', (d, v) => (d['stableMs'] = v)],
+    ['backoff.initialMs', (d, v) => ((d['backoff'] as Record<string, unknown>)['initialMs'] = v)],
+    ['backoff.maxMs', (d, v) => ((d['backoff'] as Record<string, unknown>)['maxMs'] = v)],
+    ['notify.timeoutMs', (d, v) => ((d['notify'] as Record<string, unknown>)['timeoutMs'] = v)],
+    ['hardwareWatchdog.everyMs', (d, v) => ((d['hardwareWatchdog'] as Record<string, unknown>)['everyMs'] = v)],
+    ['processes[0].readyTimeoutMs', (d, v) => (proc(d)['readyTimeoutMs'] = v)],
+    ['processes[0].ready.timeoutMs', (d, v) => ((proc(d)['ready'] as Record<string, unknown>)['timeoutMs'] = v)],
+    ['processes[0].live.everyMs', (d, v) => ((proc(d)['live'] as Record<string, unknown>)['everyMs'] = v)],
+    ['processes[0].live.timeoutMs', (d, v) => ((proc(d)['live'] as Record<string, unknown>)['timeoutMs'] = v)],
+    ['processes[0].live.maxAgeMs', (d, v) => ((proc(d)['live'] as Record<string, unknown>)['maxAgeMs'] = v)],
+    ['processes[0].stop.timeoutMs', (d, v) => ((proc(d)['stop'] as Record<string, unknown>)['timeoutMs'] = v)],
+  ];
+  for (const [field, set] of fields) {
+    const atMax = base();
+    set(atMax, timerMsMax);
+    if (field === 'backoff.initialMs') (atMax['backoff'] as Record<string, unknown>)['maxMs'] = timerMsMax;
+    parseConfig(stringify(atMax), 'max.yaml'); // the largest value a timer can wait is fine
+    const doc = base();
+    set(doc, over);
+    const text = stringify(doc);
+    const line = text.split('\n').findIndex((l) => l.includes(String(over))) + 1;
+    const err = problemsOf(() => parseConfig(text, 'over.yaml'));
+    const p = err.problems.find((q) => q.field === field);
+    assert.ok(p, `${field}: problems ${JSON.stringify(err.problems)}`);
+    assert.equal(p.line, line, field);
+    assert.match(err.message, new RegExp(`^over\\.yaml:${line}:\\d+: ${field.replace(/[.[\]]/g, '\\$&')}: at most ${timerMsMax} ms`, 'm'));
+  }
+});
+
+test('CLI: --timeout-ms past timerMsMax is refused (stop and restart)', async (t) => {
+  const dir = tempDir(t);
+  for (const command of ['stop', 'restart']) {
+    const r = await run(process.execPath, [cliPath, 'watchdog', command, '--state-dir', dir, '--timeout-ms', String(timerMsMax + 1)]);
+    assert.equal(r.code, 2, `${command}: ${r.stdout} ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`--timeout-ms.*${timerMsMax}`), command);
+  }
+});
+
+function proc(doc: Record<string, unknown>): Record<string, unknown> {
+  return (doc['processes'] as Record<string, unknown>[])[0]!;
+}
+
+test('live.maxAgeMs is refused with a tcp, http or nbd probe (it would be ignored), accepted with file', () => {
+  for (const probe of ['tcp: "127.0.0.1:1"', 'http: "http://127.0.0.1:1/"', 'nbd: "nbd://127.0.0.1:1"']) {
+    const text = `journal: j.jsonl\nladder: [restart-failed]\nprocesses:\n  - name: a\n    command: [x]\n    live:\n      ${probe}\n      maxAgeMs: 5000\n`;
+    const err = problemsOf(() => parseConfig(text, 'age.yaml'));
+    assert.deepEqual(err.problems.map((p) => `${p.line} ${p.field}`), ['8 processes[0].live.maxAgeMs'], probe);
+    assert.match(err.message, /only for a file probe/);
+  }
+  const ok = parseConfig('journal: j.jsonl\nladder: [restart-failed]\nprocesses:\n  - { name: a, command: [x], live: { file: hb, maxAgeMs: 5000 } }\n', 'age.yaml');
+  assert.equal(ok.processes[0]!.live!.maxAgeMs, 5000);
 });

@@ -8,7 +8,9 @@ import { syncBuiltinESMExports } from 'node:module';
 import fc from 'fast-check';
 import { JournalWriter, encodeJournalLine, journalEvents, parseJournalLine, readJournal, type JournalEntry } from '../src/watchdog/journal.js';
 import { MirrorboxError } from '../src/util/errors.js';
-import { repoRoot } from './helpers/paths.js';
+import { journalRetryMs } from '../src/watchdog/limits.js';
+import { cliPath, repoRoot } from './helpers/paths.js';
+import { run } from './helpers/process.js';
 import { tempDir } from './helpers/tmp.js';
 import { requestStatus } from '../src/watchdog/watchdog.js';
 import { serviceCommand, startWatchdog, waitUntil, watchdogDir, writeConfig } from './helpers/watchdog.js';
@@ -80,6 +82,32 @@ test('rotation by size keeps the newest files, each under the limit, and reading
   await j2.close();
   const last = readJournal(path, {}, 2).entries.at(-1)!;
   assert.equal(last.seq, total);
+});
+
+test('`watchdog journal` reads every file journalRotate.keep keeps (keep: 10), not only the default 4', async (t) => {
+  const dir = tempDir(t);
+  const keep = 10;
+  const bytesMax = 4096;
+  const config = writeConfig(dir, `journal: ./var/watchdog.jsonl\njournalRotate: { maxBytes: ${bytesMax}, keep: ${keep} }\nladder: [restart-failed]\nprocesses:\n  - { name: one, command: [sleep, "1"] }\n`);
+  const path = join(dir, 'var', 'watchdog.jsonl');
+  // The watchdog's own writer, with the config's rotation: fills .1 … .7 and the live file.
+  const j = await JournalWriter.open(path, { bytesMax, filesKept: keep });
+  const total = 120;
+  for (let i = 0; i < total; i += 1) {
+    j.append({ event: 'exit', process: 'one', pid: 1000 + i, cause: `exited with code ${i} ${'.'.repeat(20)}` });
+    if (i % 5 === 0) await j.flush(); // small batches: rotation happens between them
+  }
+  await j.close();
+  assert.ok(existsSync(`${path}.6`), 'rotated past the default keep');
+  assert.ok(!existsSync(`${path}.${keep}`), 'nothing dropped yet');
+  const r = await run(process.execPath, [cliPath, 'watchdog', 'journal', '-c', config, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const seqs = (JSON.parse(r.stdout) as { seq: number }[]).map((e) => e.seq);
+  assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i), 'every entry, oldest first');
+  // --file: a journal whose rotation is unknown; every rotated file present is read.
+  const f = await run(process.execPath, [cliPath, 'watchdog', 'journal', '--file', path, '--json']);
+  assert.equal(f.code, 0, f.stderr);
+  assert.equal((JSON.parse(f.stdout) as unknown[]).length, total);
 });
 
 test('crash loop: a writer SIGKILLed at random moments never loses an acknowledged entry nor leaves a bad line', async (t) => {
@@ -202,6 +230,35 @@ test('a failing disk (/dev/full: ENOSPC): appends never throw, flush rejects JOU
   assert.ok(j.droppedEntries > 0);
   await waitUntil(() => errors.length >= 2, 10_000, 'the write retried (every journalRetryMs)');
   await j.close();
+});
+
+test('appends after close are dropped and counted (reported once, never retried); close counts what it could not write', async (t) => {
+  const path = join(tempDir(t), 'watchdog.jsonl');
+  const j = await JournalWriter.open(path);
+  const errors: string[] = [];
+  j.onError((err) => errors.push(err.code));
+  const printed: number[] = [];
+  j.onAppend((e) => printed.push(e.seq));
+  j.append({ event: 'watchdog', cause: 'stopped' });
+  await j.close();
+  assert.equal(j.droppedEntries, 0);
+  // e.g. a process kept by `stop --keep-processes` exits before the watchdog process has ended.
+  j.append({ event: 'exit', process: 'kept', pid: 7, cause: 'exited with code 0' });
+  j.append({ event: 'exit', process: 'kept2', pid: 8, cause: 'exited with code 0' });
+  assert.equal(j.droppedEntries, 2);
+  assert.deepEqual(printed, [0], 'a dropped entry is not passed on as journaled');
+  await new Promise((r) => setTimeout(r, journalRetryMs + 500));
+  assert.deepEqual(errors, ['JOURNAL_CLOSED'], 'said once; no write (and no retry) after close');
+  assert.deepEqual(readJournal(path).entries.map((e) => e.event), ['watchdog']);
+
+  // A disk that fails until the end: what close() gives up on is counted too.
+  const full = join(tempDir(t), 'full.jsonl');
+  symlinkSync('/dev/full', full);
+  const f = await JournalWriter.open(full);
+  f.onError(() => undefined);
+  for (let i = 0; i < 3; i += 1) f.append({ event: 'start', process: `p${i}`, pid: 10 + i });
+  await f.close();
+  assert.equal(f.droppedEntries, 3);
 });
 
 test('the watchdog keeps supervising when its journal cannot be written', async (t) => {

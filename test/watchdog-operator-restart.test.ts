@@ -65,7 +65,7 @@ processes:
   // A process that is running is left alone; an unknown name is refused with its code.
   const unknown = await cli('watchdog', 'restart', '-c', config, 'nosuch');
   assert.equal(unknown.code, exitTypedError);
-  assert.match(unknown.stderr, /no process named "nosuch" \(configured: a, b, c\)\n\(UNKNOWN_PROCESS\)/);
+  assert.equal(unknown.stderr, 'mirrorbox: no process named "nosuch" (configured: a, b, c) (UNKNOWN_PROCESS)\n');
 
   // The operator fixes the cause and restarts what is held.
   rmSync(crashFile);
@@ -134,7 +134,7 @@ processes:
 
   const restart = await cli('watchdog', 'restart', '-c', config, 'broken');
   assert.equal(restart.code, exitTypedError);
-  assert.match(restart.stderr, /^broken did not start: exited with code 7 .*\n\(RESTART_FAILED\)\n/);
+  assert.match(restart.stderr, /^mirrorbox: broken did not start: exited with code 7 .* \(RESTART_FAILED\)\n$/);
   // The failure opened a new incident; the ladder tried it and holds again.
   const entries = await waitForJournal(journal, (es) => es.filter((e) => e.event === 'hold').length === 2, 15_000, 'second hold');
   const [firstHold, secondHold] = entries.filter((e) => e.event === 'hold');

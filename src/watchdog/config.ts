@@ -3,8 +3,10 @@
  * by a zod schema. Every problem is reported as file:line:column plus the field's path, found
  * by mapping the zod issue path back to the YAML node it came from.
  *
- * Relative paths (journal, stateDir, logDir, file probes, process cwd) are resolved against
- * `cwd`, which itself defaults to the folder holding the config file (as docker-compose does).
+ * Relative paths (journal, stateDir, logDir, a process's cwd) are resolved against `cwd`, which
+ * itself defaults to the folder holding the config file (as docker-compose does). A `file`
+ * probe's relative path is resolved against its process's own cwd (the process's `cwd:`, else
+ * `cwd`), where the process itself would write it (supervisor.ts, Member).
  */
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -74,7 +76,10 @@ const regexSource = z.string().min(1).refine((s) => {
 
 const signalName = z.string().refine((s) => s in osConstants.signals, 'not a signal name (e.g. SIGTERM, SIGINT, SIGQUIT)');
 
-const positiveMs = z.number().int().positive();
+/** Every millisecond field: a timer waits at most timerMsMax (Node fires a longer one after 1 ms). */
+const timerMsWords = `at most ${limits.timerMsMax} ms (about 24.8 days, the longest a timer can wait)`;
+const msAtLeast = (min: number) => z.number().int().min(min).max(limits.timerMsMax, timerMsWords);
+const positiveMs = msAtLeast(1);
 const probeKinds = ['tcp', 'nbd', 'http', 'file'] as const;
 
 const readySchema = z
@@ -109,6 +114,9 @@ const liveSchema = z
     const kinds = probeKinds.filter((k) => v[k] !== undefined);
     if (kinds.length !== 1) {
       ctx.addIssue({ code: 'custom', message: `needs exactly one of tcp, nbd, http, file (found ${kinds.length === 0 ? 'none' : kinds.join(', ')})` });
+    }
+    if (v.maxAgeMs !== undefined && v.file === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['maxAgeMs'], message: 'only for a file probe (the heartbeat file\'s age); a tcp, nbd or http probe has no age' });
     }
   });
 
@@ -191,18 +199,18 @@ const configObject = z.strictObject({
     logDir: z.string().min(1).optional(),
     /** Each process's output log: rotated before it would pass maxBytes, `keep` old files. */
     outputRotate: rotateSchema(limits.outputRotateBytesMin, limits.outputLogFilesKeptMax).optional(),
-    checkIntervalMs: z.number().int().min(limits.checkIntervalMsMin).default(limits.checkIntervalMsDefault),
+    checkIntervalMs: msAtLeast(limits.checkIntervalMsMin).default(limits.checkIntervalMsDefault),
     ladder: z
       .array(z.enum(rungNames, { message: `expected one of ${rungNames.join(', ')}` }))
       .min(1, 'needs at least one rung')
       .refine((l) => new Set(l).size === l.length, 'a rung is listed twice')
       .refine((l) => !l.includes('notify') || l.indexOf('notify') === l.length - 1, 'notify must be the last rung'),
     attemptsPerRung: z.number().int().min(1).default(limits.attemptsPerRungDefault),
-    stableMs: z.number().int().min(0).default(limits.stableMsDefault),
+    stableMs: msAtLeast(0).default(limits.stableMsDefault),
     backoff: z
       .strictObject({
-        initialMs: z.number().int().min(0).default(limits.backoffInitialMsDefault),
-        maxMs: z.number().int().min(0).default(limits.backoffMaxMsDefault),
+        initialMs: msAtLeast(0).default(limits.backoffInitialMsDefault),
+        maxMs: msAtLeast(0).default(limits.backoffMaxMsDefault),
         factor: z.number().min(1).default(limits.backoffFactorDefault),
       })
       .default({ initialMs: limits.backoffInitialMsDefault, maxMs: limits.backoffMaxMsDefault, factor: limits.backoffFactorDefault }),

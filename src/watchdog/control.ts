@@ -7,7 +7,7 @@
  * chmod'ed afterwards, which would leave a window), in a state folder the watchdog creates 0700.
  */
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, type Socket } from 'node:net';
 import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { z } from 'zod';
 import { MirrorboxError, hasCode, messageOf } from '../util/errors.js';
@@ -41,14 +41,44 @@ export function checkSocketPath(path: string): void {
   }
 }
 
+/** A listening control socket; `close()` ends it (see there). */
+export interface ControlServer {
+  /**
+   * Stops listening and ends every connection: one with no whole request yet is cut at once; one
+   * whose reply is written is cut once the reply has drained to the kernel (or after
+   * controlCloseWaitMsMax, for a client that does not read); one still being answered is cut
+   * once answered, within the same wait. Resolves when no connection is left.
+   */
+  close(): Promise<void>;
+}
+
+/** One accepted connection: `answered` once the final reply is written and the socket ended. */
+interface Connection {
+  handled: boolean;
+  answered: boolean;
+}
+
 /** Listens on `path`; a stale socket file (nobody answering) is replaced. */
-export async function startControlServer(path: string, handler: ControlHandler): Promise<Server> {
+export async function startControlServer(path: string, handler: ControlHandler): Promise<ControlServer> {
   checkSocketPath(path);
   if (existsSync(path)) {
     if (await socketAnswers(path)) throw new MirrorboxError('WATCHDOG_RUNNING', `another watchdog answers on ${path}`);
     unlinkSync(path);
   }
-  const server = createServer((socket) => serve(socket, handler));
+  const connections = new Map<Socket, Connection>();
+  let closing = false;
+  const cutWhenDrained = (socket: Socket): void => {
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
+  };
+  const server = createServer((socket) => {
+    const connection: Connection = { handled: false, answered: false };
+    connections.set(socket, connection);
+    socket.once('close', () => connections.delete(socket));
+    serve(socket, connection, handler, () => {
+      if (closing) cutWhenDrained(socket);
+    });
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     // listen() binds synchronously: the umask covers exactly the socket's creation. (Files
@@ -64,45 +94,71 @@ export async function startControlServer(path: string, handler: ControlHandler):
     }
   });
   assert.equal(statSync(path).mode & limits.privateModeBits, 0, `control socket ${path} is open to other users`);
-  return server;
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        closing = true;
+        const last = setTimeout(() => {
+          for (const socket of connections.keys()) socket.destroy();
+        }, limits.controlCloseWaitMsMax);
+        server.close(() => {
+          clearTimeout(last);
+          resolve();
+        });
+        for (const [socket, connection] of connections) {
+          if (!connection.handled) socket.destroy();
+          else if (connection.answered) cutWhenDrained(socket);
+          // else: being answered; serve() calls back once it is.
+        }
+      }),
+  };
 }
 
-function serve(socket: Socket, handler: ControlHandler): void {
+function serve(socket: Socket, connection: Connection, handler: ControlHandler, onAnswered: () => void): void {
   let buffered = '';
-  let handled = false;
   const send = (message: ControlMessage): void => {
     if (!socket.destroyed) socket.write(JSON.stringify(message) + '\n');
   };
+  const answer = (message: ControlMessage): void => {
+    send(message);
+    socket.end();
+    connection.answered = true;
+    onAnswered();
+  };
+  // A whole request line must come within controlRequestWaitMsMax of connecting.
+  const requestTimer = setTimeout(() => {
+    if (!connection.handled) socket.destroy();
+  }, limits.controlRequestWaitMsMax);
+  socket.once('close', () => clearTimeout(requestTimer));
   socket.setEncoding('utf8');
   socket.on('error', () => undefined);
   socket.on('data', (chunk: string) => {
-    if (handled) return;
+    if (connection.handled) return;
     buffered += chunk;
     if (buffered.length > limits.controlRequestBytesMax) {
-      handled = true;
-      send({ v: controlVersion, done: true, ok: false, code: 'CONTROL_REQUEST', message: 'request too long' });
-      socket.end();
+      connection.handled = true;
+      clearTimeout(requestTimer);
+      answer({ v: controlVersion, done: true, ok: false, code: 'CONTROL_REQUEST', message: 'request too long' });
       return;
     }
     const newline = buffered.indexOf('\n');
     if (newline < 0) return;
-    handled = true;
+    connection.handled = true;
+    clearTimeout(requestTimer);
     let request: ControlRequest;
     try {
       const parsed = requestSchema.safeParse(JSON.parse(buffered.slice(0, newline)));
       if (!parsed.success) throw new Error(parsed.error.issues[0]!.message);
       request = parsed.data;
     } catch (err) {
-      send({ v: controlVersion, done: true, ok: false, code: 'CONTROL_REQUEST', message: `bad request: ${messageOf(err)}` });
-      socket.end();
+      answer({ v: controlVersion, done: true, ok: false, code: 'CONTROL_REQUEST', message: `bad request: ${messageOf(err)}` });
       return;
     }
     handler(request, (text) => send({ v: controlVersion, done: false, progress: text }))
-      .then((result) => send({ v: controlVersion, done: true, ok: true, ...result }))
+      .then((result) => answer({ v: controlVersion, done: true, ok: true, ...result }))
       .catch((err: unknown) =>
-        send({ v: controlVersion, done: true, ok: false, code: (err as { code?: string }).code ?? 'INTERNAL', message: messageOf(err) }),
-      )
-      .finally(() => socket.end());
+        answer({ v: controlVersion, done: true, ok: false, code: (err as { code?: string }).code ?? 'INTERNAL', message: messageOf(err) }),
+      );
   });
 }
 

@@ -141,9 +141,13 @@ export class JournalWriter {
   private failure: MirrorboxError | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private queuedBytes = 0;
-  /** Entries dropped because the disk failed for longer than the queue could hold. */
+  /**
+   * Entries dropped: the disk failed for longer than the queue could hold, close() gave up on
+   * them, or they were appended after close.
+   */
   droppedEntries = 0;
   private errorListener: ((err: MirrorboxError) => void) | undefined;
+  private reportedClosed = false;
   private listeners: ((entry: JournalEntry) => void)[] = [];
 
   private constructor(path: string, sizeBytes: number, nextSeq: number, options: JournalOptions) {
@@ -190,6 +194,11 @@ export class JournalWriter {
    * throws for a disk problem: supervision must go on when the journal's disk fails. Failed
    * batches are retried every journalRetryMs; past journalQueueBytesMax the oldest are dropped
    * (counted in droppedEntries; the sequence numbers show the gap).
+   *
+   * After close() an entry is dropped and counted, and the first one is reported (JOURNAL_CLOSED
+   * to the error listener): the writer's owner is exiting (e.g. a process kept running by
+   * `stop --keep-processes` exits before the watchdog process has ended). It is not passed to the
+   * append listeners, and nothing is written or retried.
    */
   append(input: JournalInput): JournalEntry {
     const timeUs = nowUs();
@@ -209,6 +218,14 @@ export class JournalWriter {
       ...(input.signal !== undefined ? { signal: input.signal } : {}),
       ...(input.detail !== undefined ? { detail: input.detail } : {}),
     };
+    if (this.closed) {
+      this.droppedEntries += 1;
+      if (!this.reportedClosed) {
+        this.reportedClosed = true;
+        this.errorListener?.(new MirrorboxError('JOURNAL_CLOSED', `journal ${this.path} is closed: a ${entry.event} entry${entry.process === null ? '' : ` about ${entry.process}`} is not written (and any after it)`));
+      }
+      return entry;
+    }
     this.nextSeq += 1;
     const line = encodeJournalLine(entry);
     this.queue.push(line);
@@ -231,16 +248,21 @@ export class JournalWriter {
     });
   }
 
+  /** Writes what is queued (once: a failing disk is not retried), then closes; what is left is dropped and counted. */
   async close(): Promise<void> {
     await this.flush().catch(() => undefined);
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.closed = true;
+    this.droppedEntries += this.queue.length;
+    this.queue = [];
+    this.queuedBytes = 0;
     await this.handle?.close();
     this.handle = undefined;
   }
 
   private async drain(): Promise<void> {
+    assert.ok(!this.closed, 'journal written after close'); // a bug: append() drops entries after close
     this.writing = true;
     this.retryTimer = undefined;
     let lines: Buffer[] = [];
@@ -253,7 +275,6 @@ export class JournalWriter {
         this.queuedBytes = 0;
         waiters = this.waiters;
         this.waiters = [];
-        assert.ok(!this.closed, 'journal written after close');
         if (this.sizeBytes > 0 && this.sizeBytes + batch.length > this.bytesMax) await this.rotate();
         this.handle ??= await this.openLive(); // a rotation failed after the rename
         const handle = this.handle;

@@ -3,6 +3,11 @@
  * the defaults marked "default"; the others are fixed bounds.
  */
 
+/**
+ * The longest wait a Node timer can take (2^31 − 1 ms, about 24.8 days): a longer one fires
+ * after 1 ms (TimeoutOverflowWarning). Every millisecond setting is bounded by it.
+ */
+export const timerMsMax = 2_147_483_647;
 /** default `checkIntervalMs`: how often /proc is compared with the configured process list. */
 export const checkIntervalMsDefault = 500;
 /** Smallest allowed `checkIntervalMs` (a tighter loop would only burn CPU). */
@@ -70,6 +75,13 @@ export const hardwareFeedMsDefault = 1_000;
 /** Control socket: largest request line accepted, and a client's wait for an answer. */
 export const controlRequestBytesMax = 64 * 1024;
 export const controlTimeoutMsDefault = 10_000;
+/**
+ * A client has this long from connecting to send its whole request line; then the server closes
+ * the connection (a silent client must not hold a slot, nor a stopping watchdog, for ever).
+ */
+export const controlRequestWaitMsMax = 10_000;
+/** At stop, how long a connection whose reply is written may take to drain before it is cut. */
+export const controlCloseWaitMsMax = 1_000;
 /** The control socket is bound under this umask: it is born 0600. */
 export const controlSocketUmask = 0o177;
 /** Mode of a folder the watchdog creates for its state (socket, state file, output pipes). */

@@ -21,16 +21,19 @@ export async function stopRecorded(stateDir: string, config: WatchdogConfig | un
     throw new MirrorboxError('WATCHDOG_NOT_ANSWERING', `watchdog pid ${state.watchdog.pid} is alive but does not answer on ${paths.socket}`);
   }
   if (state.bootId !== bootId()) return [];
-  const journal = config ? await JournalWriter.open(config.journal, { bytesMax: config.journalRotate?.maxBytes, filesKept: config.journalRotate?.keep }) : undefined;
+  // Without a config, the journal and each process's stop are the ones the state file recorded.
+  const journal = config
+    ? await JournalWriter.open(config.journal, { bytesMax: config.journalRotate?.maxBytes, filesKept: config.journalRotate?.keep })
+    : await JournalWriter.open(state.watchdog.journal, { bytesMax: state.watchdog.journalRotate?.maxBytes, filesKept: state.watchdog.journalRotate?.keep });
   const stopped: string[] = [];
   const stopOne = async (name: string, handle: ProcHandle, cause: string): Promise<void> => {
-    const spec = config?.processes.find((p) => p.name === name)?.stop;
+    const spec = config ? config.processes.find((p) => p.name === name)?.stop : state.processes.find((r) => r.name === name)?.stop;
     const signal = (spec?.signal ?? 'SIGTERM') as NodeJS.Signals;
     const timeoutMs = spec?.timeoutMs ?? limits.stopTimeoutMsDefault;
     progress(`stopping ${name} (pid ${handle.pid})`);
-    journal?.append({ event: 'stop', process: name, pid: handle.pid, cause, signal });
+    journal.append({ event: 'stop', process: name, pid: handle.pid, cause, signal });
     const outcome = await stopGroup(handle, signal, timeoutMs, () =>
-      journal?.append({ event: 'kill', process: name, pid: handle.pid, cause: `did not stop within ${timeoutMs} ms of ${signal}`, signal: 'SIGKILL' }),
+      journal.append({ event: 'kill', process: name, pid: handle.pid, cause: `did not stop within ${timeoutMs} ms of ${signal}`, signal: 'SIGKILL' }),
     );
     progress(`stopped ${name} in ${outcome.elapsedMs} ms${outcome.killed ? ' (SIGKILL)' : ''}`);
     stopped.push(name);
@@ -54,7 +57,7 @@ export async function stopRecorded(stateDir: string, config: WatchdogConfig | un
       await stopOne(name, adoptProcess(p.pid, p.pid, p.startTicks, Date.now()), 'watchdog stop (no watchdog running; not in the state file)');
     }
   } finally {
-    await journal?.close();
+    await journal.close();
   }
   state.watchdog.state = 'stopped';
   state.updatedAt = new Date().toISOString();

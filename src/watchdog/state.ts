@@ -16,6 +16,7 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile, rename, open } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { MirrorboxError, hasCode } from '../util/errors.js';
@@ -35,6 +36,8 @@ const processRecordSchema = z.object({
   restarts: z.number().int().nonnegative(),
   lastCause: z.string().nullable(),
   adopted: z.boolean(),
+  /** Its configured stop (signal, then SIGKILL after timeoutMs): `watchdog stop` without a config uses it. */
+  stop: z.object({ signal: z.string().refine((s) => s in osConstants.signals, 'not a signal name'), timeoutMs: z.number().int().positive() }).optional(),
 }).refine((r) => r.pgid === null || r.pgid === r.pid, { path: ['pgid'], message: 'must equal pid (each process leads its own group)' });
 export type ProcessRecord = z.output<typeof processRecordSchema>;
 
@@ -48,6 +51,8 @@ const stateSchema = z.object({
     startedAtMs: z.number(),
     config: z.string(),
     journal: z.string(),
+    /** The journal's rotation (config journalRotate, defaults filled in), for readers and writers without the config. */
+    journalRotate: z.object({ maxBytes: z.number().int().positive(), keep: z.number().int().positive() }).optional(),
     socket: z.string(),
     /** "running", or "stopped" after a clean stop, or "detached" after stop --keep-processes. */
     state: z.string(),

@@ -220,7 +220,8 @@ export class Supervisor {
     } finally {
       this.setIdle();
     }
-    this.checkTimer = setInterval(() => this.checkNow(), this.config.checkIntervalMs);
+    // A stop that came during the start has cleared the timers already: start none after it.
+    if (!this.shuttingDown) this.checkTimer = setInterval(() => this.checkNow(), this.config.checkIntervalMs);
     this.kick();
   }
 
@@ -964,6 +965,7 @@ export class Supervisor {
         restarts: m.restarts,
         lastCause: m.lastCause,
         adopted: h?.adopted ?? false,
+        stop: { signal: m.spec.stop.signal, timeoutMs: m.spec.stop.timeoutMs },
       };
     });
   }

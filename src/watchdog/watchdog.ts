@@ -3,11 +3,10 @@
  * (optionally) the hardware watchdog, put together. `mirrorbox watchdog run` is a thin shell
  * around Watchdog.start().
  */
-import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import { MirrorboxError, messageOf } from '../util/errors.js';
 import type { WatchdogConfig } from './config.js';
-import { checkSocketPath, controlRequest, controlVersion, startControlServer, type ControlMessage, type ControlRequest } from './control.js';
+import { checkSocketPath, controlRequest, controlVersion, startControlServer, type ControlMessage, type ControlServer, type ControlRequest } from './control.js';
 import { HardwareWatchdog } from './hardware-watchdog.js';
 import { JournalWriter } from './journal.js';
 import * as limits from './limits.js';
@@ -42,7 +41,7 @@ export class Watchdog {
   private readonly paths: { state: string; socket: string };
   private readonly startedAtMs = Date.now();
   private readonly startTicks = selfStartTicks();
-  private server: Server | undefined;
+  private server: ControlServer | undefined;
   private hardware: HardwareWatchdog | undefined;
   private stopping: Promise<{ stopped: string[] }> | undefined;
   private watchdogState: 'running' | 'stopped' | 'detached' = 'running';
@@ -99,7 +98,10 @@ export class Watchdog {
     const journal = await JournalWriter.open(config.journal, { bytesMax: config.journalRotate?.maxBytes, filesKept: config.journalRotate?.keep });
     const watchdog = new Watchdog(config, journal, previous, log, priority);
     // A failing disk must not stop the supervision: report it and keep going (writes are retried).
-    journal.onError((err) => log.error({ err: err.message, dropped: journal.droppedEntries }, 'journal write failed; retrying'));
+    journal.onError((err) => {
+      if (err.code === 'JOURNAL_CLOSED') log.warn({ err: err.message }, 'journal closed at stop: later events are not journaled');
+      else log.error({ err: err.message, dropped: journal.droppedEntries }, 'journal write failed; retrying');
+    });
     watchdog.stateWriter.onError = (err) => log.error({ err: messageOf(err) }, 'state file write failed; retrying');
     beforeStart(watchdog);
     watchdog.server = await startControlServer(paths.socket, (request, progress) => watchdog.handle(request, progress));
@@ -156,8 +158,10 @@ export class Watchdog {
     }
     await this.journal.close();
     this.hardware?.stop();
+    // After the stop reply is written (the handler's continuation runs first): connections
+    // that sent nothing, or half a request, are cut rather than waited for.
     setImmediate(() => {
-      this.server?.close(() => this.resolveDone());
+      void (this.server?.close() ?? Promise.resolve()).then(() => this.resolveDone());
     });
     return result;
   }
@@ -185,6 +189,10 @@ export class Watchdog {
         startedAtMs: this.startedAtMs,
         config: this.config.file,
         journal: this.config.journal,
+        journalRotate: {
+          maxBytes: this.config.journalRotate?.maxBytes ?? limits.journalBytesMaxDefault,
+          keep: this.config.journalRotate?.keep ?? limits.journalFilesKeptDefault,
+        },
         socket: this.paths.socket,
         state: this.watchdogState,
       },

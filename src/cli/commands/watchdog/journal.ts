@@ -1,13 +1,14 @@
 import { Command, Flags } from '@oclif/core';
-import { MirrorboxError } from '../../../util/errors.js';
-import { readJournal } from '../../../watchdog/journal.js';
-import { configFlags, formatTable, locate, parseSince, failWith } from '../../watchdog-common.js';
+import { journalEvents, readJournal } from '../../../watchdog/journal.js';
+import { journalFilesKeptMax } from '../../../watchdog/limits.js';
+import { configFlags, formatTable, locate, locatedJournal, parseSince, failWith } from '../../watchdog-common.js';
 
 export default class WatchdogJournal extends Command {
   static override summary = 'Read the restart/shutdown journal (rotated files included, oldest first).';
 
-  static override description = `Every start, ready, exit, fail, stop, kill, restart, escalate, notify, hold, resolved and resolve
-event, with its process, pid, cause, rung and incident id. The format is in src/watchdog/FORMATS.md.`;
+  static override description = `Every event, with its process, pid, cause, rung and incident id. Events:
+${journalEvents.join(', ')}.
+The format is in src/watchdog/FORMATS.md.`;
 
   static override examples = [
     { description: 'The last hour', command: '<%= config.bin %> watchdog journal -c appliance/watchdog.yaml --since 1h' },
@@ -17,8 +18,8 @@ event, with its process, pid, cause, rung and incident id. The format is in src/
 
   static override flags = {
     ...configFlags,
-    file: Flags.string({ description: 'read this journal file instead of the one the config names' }),
-    since: Flags.string({ description: 'only events at or after this time: ISO time, or a span back from now (90s, 15m, 2h, 1d)' }),
+    file: Flags.string({ description: 'read this journal file (and every rotated FILE.1, FILE.2… beside it) instead of the one the config names' }),
+    since: Flags.string({ description: 'only events at or after this time: an ISO 8601 date (00:00 UTC) or date-time (2024-05-01T12:00:00Z, 2024-05-01T14:00+02:00; no zone: local time), or a span back from now (90s, 15m, 2h, 1d)' }),
     process: Flags.string({ description: 'only events about this process' }),
     incident: Flags.string({ description: 'only events of this incident' }),
     json: Flags.boolean({ description: 'print a JSON array of entries instead of a table' }),
@@ -27,14 +28,14 @@ event, with its process, pid, cause, rung and incident id. The format is in src/
   async run(): Promise<void> {
     const { flags } = await this.parse(WatchdogJournal);
     try {
-      const journal = flags.file ?? locate(flags).journal;
-      if (journal === undefined) throw new MirrorboxError('WATCHDOG_CONFIG_NOT_FOUND', 'no journal: pass --config FILE or --file JOURNAL');
+      // --file: a journal whose rotation is unknown, so every rotated file present is read.
+      const { path: journal, filesKept } = flags.file !== undefined ? { path: flags.file, filesKept: journalFilesKeptMax } : locatedJournal(locate(flags));
       const query = {
         ...(flags.since !== undefined ? { sinceMs: parseSince(flags.since) } : {}),
         ...(flags.process !== undefined ? { process: flags.process } : {}),
         ...(flags.incident !== undefined ? { incident: flags.incident } : {}),
       };
-      const read = readJournal(journal, query);
+      const read = readJournal(journal, query, filesKept);
       if (read.skippedLines > 0) this.warn(`${read.skippedLines} line(s) of ${journal} are not journal entries and were skipped`);
       if (flags.json) {
         this.log(JSON.stringify(read.entries, null, 2));

@@ -1,5 +1,5 @@
 import { Args, Command, Flags } from '@oclif/core';
-import { restartTimeoutMsDefault } from '../../../watchdog/limits.js';
+import { restartTimeoutMsDefault, timerMsMax } from '../../../watchdog/limits.js';
 import { requestRestart } from '../../../watchdog/watchdog.js';
 import { configFlags, locate, failWith } from '../../watchdog-common.js';
 
@@ -30,7 +30,7 @@ that is running already is left alone.`;
   static override flags = {
     ...configFlags,
     json: Flags.boolean({ description: 'print the result as a JSON document' }),
-    'timeout-ms': Flags.integer({ description: 'how long to wait for the processes to be ready', default: restartTimeoutMsDefault }),
+    'timeout-ms': Flags.integer({ min: 1, max: timerMsMax, description: 'how long to wait for the processes to be ready', default: restartTimeoutMsDefault }),
   };
 
   async run(): Promise<void> {

@@ -1,6 +1,6 @@
 import { Command, Flags } from '@oclif/core';
 import { hasCode } from '../../../util/errors.js';
-import { stopAllTimeoutMsDefault } from '../../../watchdog/limits.js';
+import { stopAllTimeoutMsDefault, timerMsMax } from '../../../watchdog/limits.js';
 import { stopRecorded } from '../../../watchdog/orphans.js';
 import { requestStop } from '../../../watchdog/watchdog.js';
 import { configFlags, locate, failWith } from '../../watchdog-common.js';
@@ -22,7 +22,7 @@ answers, stops the processes its state file recorded, if they are still running.
   static override flags = {
     ...configFlags,
     'keep-processes': Flags.boolean({ description: 'leave the processes running for the next watchdog to adopt' }),
-    'timeout-ms': Flags.integer({ description: 'how long to wait for the whole stop', default: stopAllTimeoutMsDefault }),
+    'timeout-ms': Flags.integer({ min: 1, max: timerMsMax, description: 'how long to wait for the whole stop', default: stopAllTimeoutMsDefault }),
   };
 
   async run(): Promise<void> {
