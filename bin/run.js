@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 // mirrorbox CLI entry point (oclif). Commands live in dist/src/cli/commands.
-// Failures print one line, "mirrorbox: <reason>", and exit non-zero.
+// Failures print one line, "mirrorbox: <reason>" ("mirrorbox: <reason> (CODE)" for a typed
+// MirrorboxError), and exit non-zero: 2 for an expected failure (a MirrorboxError or a usage
+// error), 1 for anything else (a bug).
 import { flush, run } from '@oclif/core';
+import { MirrorboxError } from '../dist/src/util/errors.js';
+
+/** Exit status of an expected failure (a typed MirrorboxError: bad store, port in use...), as oclif's usage errors. */
+const exitTypedError = 2;
 
 try {
   await run(process.argv.slice(2), import.meta.url);
@@ -17,6 +23,7 @@ try {
     .map((line) => line.trim())
     .filter((line) => line !== '' && !noise.test(line))
     .join('; ');
-  process.stderr.write(`mirrorbox: ${message || 'failed'}\n`);
-  process.exit(typeof exitCode === 'number' ? exitCode : 1);
+  const code = err instanceof MirrorboxError ? ` (${err.code})` : '';
+  process.stderr.write(`mirrorbox: ${message || 'failed'}${code}\n`);
+  process.exit(typeof exitCode === 'number' ? exitCode : err instanceof MirrorboxError ? exitTypedError : 1);
 }

@@ -53,10 +53,10 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-/** Runs `mirrorbox serve ARGS`; it must fail with exactly one stderr line "mirrorbox: ..." matching `reason`. */
+/** Runs `mirrorbox serve ARGS`; it must fail (exit 2) with exactly one stderr line "mirrorbox: ..." matching `reason`. */
 async function expectServeFailure(args: readonly string[], reason: RegExp, options: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<void> {
   const result = await run(process.execPath, [cliPath, 'serve', ...args], { timeoutMs: 30_000, ...options });
-  assert.notEqual(result.code, 0, `serve ${args.join(' ')} exited 0`);
+  assert.equal(result.code, 2, `serve ${args.join(' ')} exited ${result.code}, not 2 (an expected failure): ${result.stderr}`);
   assert.doesNotMatch(result.stdout, /listening/);
   const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
   assert.equal(lines.length, 1, `one stderr line expected, got: ${result.stderr}`);
