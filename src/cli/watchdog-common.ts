@@ -3,9 +3,9 @@
  * state folder), and how they print tables, durations and journal lines.
  */
 import { existsSync } from 'node:fs';
-import { Flags, type Command } from '@oclif/core';
-import { MirrorboxError, messageOf } from '../util/errors.js';
-import { ConfigError, formatProblem, loadConfig, type WatchdogConfig } from '../watchdog/config.js';
+import { Flags } from '@oclif/core';
+import { MirrorboxError } from '../util/errors.js';
+import { loadConfig, type WatchdogConfig } from '../watchdog/config.js';
 import type { JournalEntry } from '../watchdog/journal.js';
 import { journalFilesKeptDefault } from '../watchdog/limits.js';
 import { readStateFile, statePaths } from '../watchdog/state.js';
@@ -133,31 +133,4 @@ function isoFieldsValid(m: RegExpExecArray): boolean {
   const zone = m[7];
   if (zone !== undefined && zone !== 'Z' && (Number(zone.slice(1, 3)) > 23 || Number(zone.slice(4, 6)) > 59)) return false;
   return true;
-}
-
-/** Exit status for a typed (expected) error: bad config, bad flag, watchdog not answering... (oclif's own usage errors exit 2 too). */
-export const exitTypedError = 2;
-
-/**
- * Ends a command on an error. A MirrorboxError (expected: bad config, bad flag, watchdog not
- * answering...) is printed as one stderr line, "mirrorbox: <reason> (CODE)", as every mirrorbox
- * failure is, and exits exitTypedError; a config with several problems gives one such line per
- * problem ("mirrorbox: file:line:column: field: message (WATCHDOG_CONFIG)"). Anything else is a
- * bug: oclif prints "mirrorbox: <message>" through bin/run.js (stack with DEBUG=*) and exits 1.
- */
-export function failWith(command: Command, err: unknown): never {
-  if (err instanceof MirrorboxError) {
-    const reasons = err instanceof ConfigError ? err.problems.map(formatProblem) : [oneLine(err.message)];
-    process.stderr.write(reasons.map((reason) => `mirrorbox: ${reason} (${err.code})\n`).join(''));
-    command.exit(exitTypedError);
-  }
-  command.error(messageOf(err), { exit: 1 });
-}
-
-function oneLine(text: string): string {
-  return text
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line !== '')
-    .join('; ');
 }

@@ -84,10 +84,14 @@ interface Batch {
   readonly bytes: number;
 }
 
-function batchOf(segments: Buffer[], release: Buffer[]): Batch {
+function bytesOf(segments: readonly Buffer[]): number {
   let bytes = 0;
   for (const segment of segments) bytes += segment.length;
-  return { segments, release, bytes };
+  return bytes;
+}
+
+function batchOf(segments: Buffer[], release: Buffer[]): Batch {
+  return { segments, release, bytes: bytesOf(segments) };
 }
 
 const emptyHead = Buffer.alloc(0);
@@ -194,7 +198,7 @@ export class ReplyWriter {
     const release = this.release;
     this.release = [];
     if (!this.hasFileReply && this.pending.length === 0) {
-      this.writeBatch(segments as Buffer[], release);
+      this.writeBatch(segments as Buffer[], release, bytesOf(segments as Buffer[]));
       return;
     }
     this.hasFileReply = false;
@@ -229,13 +233,12 @@ export class ReplyWriter {
     this.closeCallback = done;
   }
 
-  private writeBatch(segments: Buffer[], release: Buffer[]): void {
+  /** Writes one batch of `batchBytes` (its segments' total) corked; `release` goes back to the pool once sent. */
+  private writeBatch(segments: Buffer[], release: Buffer[], batchBytes: number): void {
     if (this.stream.destroyed) {
       for (const buffer of release) this.pool.give(buffer);
       return;
     }
-    let batchBytes = 0;
-    for (const segment of segments) batchBytes += segment.length;
     if (segments.length === 0) {
       // Only buffers to return: they were referenced by writes already handed to the stream.
       if (release.length === 0) return;
@@ -272,7 +275,7 @@ export class ReplyWriter {
       if ('segments' in item) {
         this.pending.shift();
         this.pendingBatchBytes -= item.bytes;
-        this.writeBatch(item.segments, item.release);
+        this.writeBatch(item.segments, item.release, item.bytes);
         continue;
       }
       // A file reply goes out only once everything before it has reached the socket.

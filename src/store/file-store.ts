@@ -26,6 +26,7 @@ import { sparseNative } from './sparse-native.js';
 import { SyncBatcher } from './sync-batcher.js';
 import { IoPlacement, type IoMode } from './io-placement.js';
 import { hasCode } from '../util/errors.js';
+import { fsyncPath } from '../util/fsync.js';
 
 export type { IoMode } from './io-placement.js';
 
@@ -382,12 +383,7 @@ function toStoreError(err: unknown, what: string): StoreError {
 /** fsync(2) of a folder, so that entries created in it are durable. */
 function syncFolder(folder: string): void {
   try {
-    const fd = fs.openSync(folder, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    fsyncPath(folder);
   } catch (err) {
     throw new StoreError('EIO', `cannot make the new store's folder entry durable (fsync ${folder}): ${(err as Error).message}`, { cause: err });
   }

@@ -7,11 +7,17 @@
  */
 export class MirrorboxError extends Error {
   readonly code: string;
+  /**
+   * The reasons, one per line of a report: the message, unless the error has several (a config
+   * with many problems gives one per problem).
+   */
+  readonly reasons: readonly string[];
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: string, message: string, options?: { cause?: unknown; reasons?: readonly string[] }) {
     super(message, options);
     this.name = 'MirrorboxError';
     this.code = code;
+    this.reasons = options?.reasons ?? [message];
   }
 }
 

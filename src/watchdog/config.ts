@@ -35,7 +35,7 @@ export class ConfigError extends MirrorboxError {
   readonly problems: ConfigProblem[];
   constructor(problems: ConfigProblem[]) {
     const lines = problems.map(formatProblem);
-    super('WATCHDOG_CONFIG', lines.length === 1 ? lines[0]! : `${lines.length} problems:\n${lines.join('\n')}`);
+    super('WATCHDOG_CONFIG', lines.length === 1 ? lines[0]! : `${lines.length} problems:\n${lines.join('\n')}`, { reasons: lines });
     this.name = 'ConfigError';
     this.problems = problems;
   }

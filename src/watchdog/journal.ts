@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
 import { MirrorboxError, hasCode, messageOf } from '../util/errors.js';
+import { fsyncPath } from '../util/fsync.js';
 import * as limits from './limits.js';
 import { shiftRotatedFiles } from './rotate.js';
 
@@ -173,7 +174,7 @@ export class JournalWriter {
     } finally {
       closeSync(fd);
     }
-    if (!existed) fsyncDir(dirname(path));
+    if (!existed) fsyncPath(dirname(path));
     const writer = new JournalWriter(path, sizeBytes, lastSeq(path, options.filesKept ?? limits.journalFilesKeptDefault) + 1, options);
     writer.handle = await open(path, 'a');
     return writer;
@@ -323,7 +324,7 @@ export class JournalWriter {
   /** Opens (creating) the live file, and makes its directory entry durable. */
   private async openLive(): Promise<FileHandle> {
     const handle = await open(this.path, 'a');
-    fsyncDir(dirname(this.path));
+    fsyncPath(dirname(this.path));
     return handle;
   }
 }
@@ -375,15 +376,6 @@ function lastSeq(path: string, filesKept: number): number {
     }
   }
   return -1;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export interface JournalQuery {

@@ -14,12 +14,13 @@
  * | not a zombie, not stopped                        | stop what is left of it, start afresh      |
  * | same command line as the config now says         | config changed: stop it, start afresh      |
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile, rename, open } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { MirrorboxError, hasCode } from '../util/errors.js';
+import { fsyncPath } from '../util/fsync.js';
 import { bootId, verdictOf, type Verdict } from './proc-stat.js';
 import * as limits from './limits.js';
 
@@ -100,12 +101,7 @@ export function readStateFile(path: string): StateFile | undefined {
 export function writeStateFileSync(path: string, state: StateFile): void {
   const tmpPath = `${path}.tmp`;
   writeFileSync(tmpPath, JSON.stringify(state, null, 2) + '\n');
-  const fd = openSync(tmpPath, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  fsyncPath(tmpPath);
   renameSync(tmpPath, path);
 }
 

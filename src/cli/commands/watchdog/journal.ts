@@ -1,7 +1,7 @@
 import { Command, Flags } from '@oclif/core';
 import { journalEvents, readJournal } from '../../../watchdog/journal.js';
 import { journalFilesKeptMax } from '../../../watchdog/limits.js';
-import { configFlags, formatTable, locate, locatedJournal, parseSince, failWith } from '../../watchdog-common.js';
+import { configFlags, formatTable, locate, locatedJournal, parseSince } from '../../watchdog-common.js';
 
 export default class WatchdogJournal extends Command {
   static override summary = 'Read the restart/shutdown journal (rotated files included, oldest first).';
@@ -27,28 +27,24 @@ The format is in src/watchdog/FORMATS.md.`;
 
   async run(): Promise<void> {
     const { flags } = await this.parse(WatchdogJournal);
-    try {
-      // --file: a journal whose rotation is unknown, so every rotated file present is read.
-      const { path: journal, filesKept } = flags.file !== undefined ? { path: flags.file, filesKept: journalFilesKeptMax } : locatedJournal(locate(flags));
-      const query = {
-        ...(flags.since !== undefined ? { sinceMs: parseSince(flags.since) } : {}),
-        ...(flags.process !== undefined ? { process: flags.process } : {}),
-        ...(flags.incident !== undefined ? { incident: flags.incident } : {}),
-      };
-      const read = readJournal(journal, query, filesKept);
-      if (read.skippedLines > 0) this.warn(`${read.skippedLines} line(s) of ${journal} are not journal entries and were skipped`);
-      if (flags.json) {
-        this.log(JSON.stringify(read.entries, null, 2));
-        return;
-      }
-      this.log(
-        formatTable(
-          ['TIME', 'EVENT', 'PROCESS', 'PID', 'RUNG', 'INCIDENT', 'CAUSE'],
-          read.entries.map((e) => [e.time, e.event, e.process ?? '-', e.pid === null ? '-' : String(e.pid), e.rung ?? '-', e.incident ?? '-', e.cause ?? '-']),
-        ),
-      );
-    } catch (err) {
-      failWith(this, err);
+    // --file: a journal whose rotation is unknown, so every rotated file present is read.
+    const { path: journal, filesKept } = flags.file !== undefined ? { path: flags.file, filesKept: journalFilesKeptMax } : locatedJournal(locate(flags));
+    const query = {
+      ...(flags.since !== undefined ? { sinceMs: parseSince(flags.since) } : {}),
+      ...(flags.process !== undefined ? { process: flags.process } : {}),
+      ...(flags.incident !== undefined ? { incident: flags.incident } : {}),
+    };
+    const read = readJournal(journal, query, filesKept);
+    if (read.skippedLines > 0) this.warn(`${read.skippedLines} line(s) of ${journal} are not journal entries and were skipped`);
+    if (flags.json) {
+      this.log(JSON.stringify(read.entries, null, 2));
+      return;
     }
+    this.log(
+      formatTable(
+        ['TIME', 'EVENT', 'PROCESS', 'PID', 'RUNG', 'INCIDENT', 'CAUSE'],
+        read.entries.map((e) => [e.time, e.event, e.process ?? '-', e.pid === null ? '-' : String(e.pid), e.rung ?? '-', e.incident ?? '-', e.cause ?? '-']),
+      ),
+    );
   }
 }

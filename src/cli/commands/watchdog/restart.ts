@@ -1,7 +1,7 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { restartTimeoutMsDefault, timerMsMax } from '../../../watchdog/limits.js';
 import { requestRestart } from '../../../watchdog/watchdog.js';
-import { configFlags, locate, failWith } from '../../watchdog-common.js';
+import { configFlags, locate } from '../../watchdog-common.js';
 
 export default class WatchdogRestart extends Command {
   static override summary = 'End a hold: close the incident and start the held or failed processes again.';
@@ -35,22 +35,18 @@ that is running already is left alone.`;
 
   async run(): Promise<void> {
     const { argv, flags } = await this.parse(WatchdogRestart);
-    try {
-      const { stateDir } = locate(flags);
-      const names = argv as string[];
-      const result = await requestRestart(stateDir, names, (text) => {
-        if (!flags.json) this.log(text);
-      }, flags['timeout-ms']);
-      if (flags.json) {
-        this.log(JSON.stringify(result, null, 2));
-        return;
-      }
-      if (result.resolved !== null) this.log(`incident ${result.resolved} resolved`);
-      if (result.alreadyRunning.length > 0) this.log(`already running: ${result.alreadyRunning.join(', ')}`);
-      this.log(result.started.length > 0 ? `restarted ${result.started.map((p) => p.name).join(', ')}` : 'nothing was held or failed');
-      if (result.held.length > 0) this.log(`still held: ${result.held.join(', ')}`);
-    } catch (err) {
-      failWith(this, err);
+    const { stateDir } = locate(flags);
+    const names = argv as string[];
+    const result = await requestRestart(stateDir, names, (text) => {
+      if (!flags.json) this.log(text);
+    }, flags['timeout-ms']);
+    if (flags.json) {
+      this.log(JSON.stringify(result, null, 2));
+      return;
     }
+    if (result.resolved !== null) this.log(`incident ${result.resolved} resolved`);
+    if (result.alreadyRunning.length > 0) this.log(`already running: ${result.alreadyRunning.join(', ')}`);
+    this.log(result.started.length > 0 ? `restarted ${result.started.map((p) => p.name).join(', ')}` : 'nothing was held or failed');
+    if (result.held.length > 0) this.log(`still held: ${result.held.join(', ')}`);
   }
 }

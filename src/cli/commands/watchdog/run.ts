@@ -2,7 +2,7 @@ import { Args, Command, Flags } from '@oclif/core';
 import { createLogger } from '../../../util/log.js';
 import { loadConfig } from '../../../watchdog/config.js';
 import { Watchdog } from '../../../watchdog/watchdog.js';
-import { formatEntry, failWith } from '../../watchdog-common.js';
+import { formatEntry } from '../../watchdog-common.js';
 
 export default class WatchdogRun extends Command {
   static override summary = 'Start an application from its config and guard it (exhibit C: the application process monitor).';
@@ -30,12 +30,7 @@ adopted, not started twice. Every journal event is printed as it happens; SIGTER
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(WatchdogRun);
-    let config;
-    try {
-      config = loadConfig(args.config);
-    } catch (err) {
-      this.fail(err);
-    }
+    const config = loadConfig(args.config);
     if (flags.check) {
       this.log(`${args.config}: good (${config.processes.length} processes: ${config.processes.map((p) => p.name).join(', ')}; ladder ${config.ladder.join(' → ')})`);
       return;
@@ -60,17 +55,12 @@ adopted, not started twice. Every journal event is printed as it happens; SIGTER
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('SIGHUP', () => log.info('SIGHUP ignored (restart the watchdog to reload its config: running processes are adopted)'));
-    let started: Watchdog;
-    try {
-      started = await Watchdog.start(config, log, (w) => {
-        watchdog = w;
-        w.journal.onAppend((e) => {
-          if (printing) process.stdout.write(formatEntry(e) + '\n');
-        });
+    const started = await Watchdog.start(config, log, (w) => {
+      watchdog = w;
+      w.journal.onAppend((e) => {
+        if (printing) process.stdout.write(formatEntry(e) + '\n');
       });
-    } catch (err) {
-      this.fail(err);
-    }
+    });
     watchdog = started;
     const s = started.status();
     const running = s.supervisor.processes.filter((p) => p.state === 'running').length;
@@ -80,9 +70,5 @@ adopted, not started twice. Every journal event is printed as it happens; SIGTER
     // Exit now: with --keep-processes the children live on and must not hold this process.
     await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
     process.exit(0);
-  }
-
-  private fail(err: unknown): never {
-    failWith(this, err);
   }
 }

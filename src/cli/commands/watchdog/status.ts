@@ -3,7 +3,7 @@ import { hasCode } from '../../../util/errors.js';
 import { verdictOf } from '../../../watchdog/proc-stat.js';
 import { readStateFile, statePaths } from '../../../watchdog/state.js';
 import { requestStatus, type WatchdogStatus } from '../../../watchdog/watchdog.js';
-import { configFlags, formatDuration, formatTable, locate, failWith } from '../../watchdog-common.js';
+import { configFlags, formatDuration, formatTable, locate } from '../../watchdog-common.js';
 
 /** Exit status when no watchdog is running (as LSB init scripts' "status" uses 3). */
 const exitNotRunning = 3;
@@ -26,18 +26,13 @@ watchdog answers, shows what its state file last recorded, checked against /proc
 
   async run(): Promise<void> {
     const { flags } = await this.parse(WatchdogStatusCommand);
-    let stateDir: string;
-    try {
-      stateDir = locate(flags).stateDir;
-    } catch (err) {
-      this.fail(err);
-    }
+    const { stateDir } = locate(flags);
     let status: WatchdogStatus;
     try {
       status = await requestStatus(stateDir);
     } catch (err) {
       if (hasCode(err, 'WATCHDOG_NOT_RUNNING')) return this.notRunning(stateDir, flags.json);
-      this.fail(err);
+      throw err;
     }
     if (flags.json) {
       this.log(JSON.stringify({ running: true, ...status }, null, 2));
@@ -57,12 +52,7 @@ watchdog answers, shows what its state file last recorded, checked against /proc
   }
 
   private notRunning(stateDir: string, json: boolean): never {
-    let recorded;
-    try {
-      recorded = readStateFile(statePaths(stateDir).state);
-    } catch (err) {
-      this.fail(err);
-    }
+    const recorded = readStateFile(statePaths(stateDir).state);
     const processes = (recorded?.processes ?? []).map((r) => ({
       name: r.name,
       pid: r.pid,
@@ -85,9 +75,5 @@ watchdog answers, shows what its state file last recorded, checked against /proc
       }
     }
     this.exit(exitNotRunning);
-  }
-
-  private fail(err: unknown): never {
-    failWith(this, err);
   }
 }

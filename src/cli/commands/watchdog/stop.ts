@@ -3,7 +3,7 @@ import { hasCode } from '../../../util/errors.js';
 import { stopAllTimeoutMsDefault, timerMsMax } from '../../../watchdog/limits.js';
 import { stopRecorded } from '../../../watchdog/orphans.js';
 import { requestStop } from '../../../watchdog/watchdog.js';
-import { configFlags, locate, failWith } from '../../watchdog-common.js';
+import { configFlags, locate } from '../../watchdog-common.js';
 
 export default class WatchdogStop extends Command {
   static override summary = 'Stop the application in reverse order, then the watchdog.';
@@ -27,19 +27,15 @@ answers, stops the processes its state file recorded, if they are still running.
 
   async run(): Promise<void> {
     const { flags } = await this.parse(WatchdogStop);
+    const located = locate(flags);
     try {
-      const located = locate(flags);
-      try {
-        const result = await requestStop(located.stateDir, flags['keep-processes'], (text) => this.log(text), flags['timeout-ms']);
-        this.log(flags['keep-processes'] ? 'watchdog stopped; processes left running' : `stopped ${result.stopped.join(', ') || 'nothing'}; watchdog stopped`);
-      } catch (err) {
-        if (!hasCode(err, 'WATCHDOG_NOT_RUNNING')) throw err;
-        this.logToStderr('no watchdog answers; stopping the processes its state file recorded');
-        const stopped = await stopRecorded(located.stateDir, located.config, (text) => this.log(text));
-        this.log(stopped.length > 0 ? `stopped ${stopped.join(', ')}` : 'nothing was running');
-      }
+      const result = await requestStop(located.stateDir, flags['keep-processes'], (text) => this.log(text), flags['timeout-ms']);
+      this.log(flags['keep-processes'] ? 'watchdog stopped; processes left running' : `stopped ${result.stopped.join(', ') || 'nothing'}; watchdog stopped`);
     } catch (err) {
-      failWith(this, err);
+      if (!hasCode(err, 'WATCHDOG_NOT_RUNNING')) throw err;
+      this.logToStderr('no watchdog answers; stopping the processes its state file recorded');
+      const stopped = await stopRecorded(located.stateDir, located.config, (text) => this.log(text));
+      this.log(stopped.length > 0 ? `stopped ${stopped.join(', ')}` : 'nothing was running');
     }
   }
 }
