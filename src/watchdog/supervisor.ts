@@ -975,7 +975,8 @@ export class Supervisor {
   }
 }
 
-function watchdogStopping(): MirrorboxError {
+/** The refusal of an operator request that comes while the watchdog stops. */
+export function watchdogStopping(): MirrorboxError {
   return new MirrorboxError('WATCHDOG_STOPPING', 'the watchdog is stopping');
 }
 

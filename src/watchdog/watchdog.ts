@@ -13,7 +13,7 @@ import * as limits from './limits.js';
 import { Notifier } from './notify/notifier.js';
 import { bootId, selfStartTicks } from './proc-stat.js';
 import { makeStateDir, readStateFile, recordedWatchdogAlive, statePaths, StateWriter, stateVersion, type StateFile } from './state.js';
-import { Supervisor, type OperatorRestart, type SupervisorStatus } from './supervisor.js';
+import { Supervisor, watchdogStopping, type OperatorRestart, type SupervisorStatus } from './supervisor.js';
 import { Priority } from './priority.js';
 
 export interface WatchdogStatus {
@@ -169,7 +169,7 @@ export class Watchdog {
   private async handle(request: ControlRequest, progress: (text: string) => void): Promise<Record<string, unknown>> {
     if (request.cmd === 'status') return { status: this.status() };
     if (request.cmd === 'restart') {
-      if (this.stopping) throw new MirrorboxError('WATCHDOG_STOPPING', 'the watchdog is stopping');
+      if (this.stopping) throw watchdogStopping();
       return { ...(await this.supervisor.operatorRestart(request.processes, progress)) };
     }
     const result = await this.stop(request.keepProcesses, progress);
